@@ -1,0 +1,29 @@
+# One command per task; CI runs the same ones.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## a worker processing a demo workload on the embedded Postgres
+	$(VENV)/bin/goodjob demo
+
+test: $(STAMP)  ## the whole suite against a real Postgres the suite starts itself
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)  ## throughput, latency and recovery figures
+	$(VENV)/bin/goodjob bench
+
+clean:
+	rm -rf $(VENV) .goodjob .pytest_cache

@@ -1,0 +1,53 @@
+"""goodjob: Postgres-backed background jobs for Python, on the design of GoodJob."""
+
+from goodjob.app import GoodJob
+from goodjob.capsule_tracker import CapsuleTracker
+from goodjob.config import Settings
+from goodjob.context import JobContext, current_job
+from goodjob.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    EmbeddedPostgresError,
+    Error,
+    JobFailed,
+    JobInterrupted,
+    JobNotFound,
+    JobStateError,
+    JobTimeout,
+    QueueStringError,
+    SchemaNotMigrated,
+    SerializationError,
+    UnknownTaskError,
+    WaitTimeout,
+)
+from goodjob.records.jobs import Execution, Job
+from goodjob.retry import Retry
+from goodjob.task import Task
+
+__all__ = [
+    "CapsuleTracker",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "EmbeddedPostgresError",
+    "Error",
+    "Execution",
+    "GoodJob",
+    "Job",
+    "JobContext",
+    "JobFailed",
+    "JobInterrupted",
+    "JobNotFound",
+    "JobStateError",
+    "JobTimeout",
+    "QueueStringError",
+    "Retry",
+    "SchemaNotMigrated",
+    "SerializationError",
+    "Settings",
+    "Task",
+    "UnknownTaskError",
+    "WaitTimeout",
+    "current_job",
+]

@@ -1,0 +1,5 @@
+"""``python -m goodjob``: the same as the ``goodjob`` command."""
+
+from goodjob.cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""``goodjob``: the command group and the commands about the database and processes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from goodjob import embedded
+from goodjob.app import GoodJob
+from goodjob.config import Settings, env_name
+from goodjob.db import migrate as migrations
+from goodjob.errors import Error
+from goodjob.records import processes
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_app(spec: str | None) -> GoodJob:
+    """The app named by ``module:attribute``, or a default app built from the environment."""
+    if not spec:
+        return GoodJob()
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise click.BadParameter(
+            f"{spec!r}: use module:attribute, e.g. myproject.jobs:gj", param_hint="--app"
+        )
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"{spec!r}: cannot import {module_name}: {exc}", param_hint="--app"
+        ) from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, GoodJob):
+        raise click.BadParameter(
+            f"{spec!r}: {attribute} is not a goodjob.GoodJob", param_hint="--app"
+        )
+    return app
+
+
+def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--app",
+        "app_spec",
+        envvar="GOODJOB_APP",
+        metavar="MODULE:ATTR",
+        help="the GoodJob app to load [env: GOODJOB_APP]",
+    )(fn)
+
+
+class GoodJobGroup(click.Group):
+    """Shows goodjob's own errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Error as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(1)
+
+
+@click.group(cls=GoodJobGroup)
+@click.option(
+    "--log-level",
+    default="info",
+    envvar="GOODJOB_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="log level [env: GOODJOB_LOG_LEVEL]",
+)
+@click.version_option(package_name="goodjob")
+def main(log_level: str) -> None:
+    """goodjob: Postgres-backed background jobs."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@app_option
+@click.option("--sql", "print_sql", is_flag=True, help="print the SQL instead of running it")
+@click.option(
+    "--all", "all_versions", is_flag=True, help="with --sql: every migration, not only pending"
+)
+def migrate(app_spec: str | None, print_sql: bool, all_versions: bool) -> None:
+    """Create or update goodjob's tables."""
+    gj = load_app(app_spec)
+    if print_sql:
+        click.echo(migrations.migration_sql(gj.database, all_versions=all_versions), nl=False)
+        return
+    applied = gj.migrate()
+    if applied:
+        for name in applied:
+            console.print(f"applied [bold]{name}[/]")
+    else:
+        console.print(f"up to date (version {migrations.latest_version()})")
+
+
+@main.command("processes")
+@app_option
+def list_processes(app_spec: str | None) -> None:
+    """List worker processes and whether each is alive."""
+    gj = load_app(app_spec)
+    gj.check_schema()
+    table = Table("id", "host", "pid", "lock", "alive", "heartbeat", "started")
+    for p in processes.all_processes(gj.database):
+        table.add_row(
+            str(p.id),
+            str(p.state.get("hostname", "")),
+            str(p.state.get("pid", "")),
+            p.lock_type or "heartbeat",
+            "yes" if p.alive else "[red]no[/]",
+            f"{p.updated_at:%H:%M:%S}",
+            f"{p.created_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@main.group()
+def db() -> None:
+    """The embedded Postgres server (used when no database URL is configured)."""
+
+
+def _data_dir() -> Path:
+    return Path(Settings.load().embedded_data_dir).resolve()
+
+
+@db.command("status")
+def db_status() -> None:
+    """Whether the embedded server runs, and where."""
+    data_dir = _data_dir()
+    server = embedded.server_for(data_dir)
+    if server is None:
+        console.print(f"stopped ({data_dir})")
+        sys.exit(3)
+    console.print(f"running ({data_dir})\n{server.url()}")
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the embedded server (creating its data folder on first use)."""
+    server = embedded.ensure_running(_data_dir())
+    console.print(f"running ({server.data_dir})\n{server.url()}")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server."""
+    console.print("stopped" if embedded.stop(_data_dir()) else "was not running")
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the database URL goodjob uses (starting the embedded server when needed)."""
+    settings = Settings.load()
+    if settings.database_url:
+        click.echo(settings.database_url)
+    else:
+        click.echo(embedded.ensure_running(_data_dir()).url())
+
+
+__all__ = ["app_option", "env_name", "load_app", "main"]

@@ -1,0 +1,242 @@
+"""Settings: one frozen object, built once per app.
+
+Precedence, highest first: keyword arguments, ``GOODJOB_<NAME>`` environment variables, the
+defaults below. Every setting is a dataclass field whose metadata carries its help text, so the CLI
+derives one flag per setting (``max_threads`` → ``--max-threads``) from this module alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from goodjob.errors import ConfigurationError
+
+ENV_PREFIX = "GOODJOB_"
+
+# Defaults, each with its unit. GoodJob's values unless a comment says why not.
+DEFAULT_SCHEMA = "public"
+DEFAULT_EMBEDDED_DATA_DIR = ".goodjob/postgres"
+DEFAULT_DATABASE_POOL_SIZE = 5  # connections per process; jobs never hold one while they run
+DEFAULT_QUEUES = "*"
+DEFAULT_MAX_THREADS = 5
+DEFAULT_POLL_INTERVAL = 10.0  # seconds; the safety net behind LISTEN/NOTIFY
+DEFAULT_MAX_CACHE = 10_000  # future-job wake-up timers held in memory
+DEFAULT_SHUTDOWN_TIMEOUT = -1.0  # seconds; negative waits for running jobs forever
+DEFAULT_IDLE_TIMEOUT = 0.0  # seconds; 0 never exits for idleness
+DEFAULT_CLEANUP_PRESERVED_JOBS_BEFORE_SECONDS_AGO = 14 * 24 * 3600
+DEFAULT_CLEANUP_INTERVAL_JOBS = 1_000
+DEFAULT_CLEANUP_INTERVAL_SECONDS = 600.0
+DEFAULT_PROCESS_STALE_SECONDS = 30.0  # heartbeat period
+DEFAULT_PROCESS_EXPIRED_SECONDS = 300.0  # heartbeat-only rows are dead after this
+# Not in GoodJob: its sweep runs with the heartbeat (30 s). A one-second sweep is what makes
+# recovery after kill -9 take seconds, and it is one small query per process per second.
+DEFAULT_SWEEP_INTERVAL = 1.0
+
+LockStrategy = Literal["skiplocked", "advisory", "hybrid"]
+PreserveJobRecords = Literal["always", "never", "on_unhandled_error"]
+
+LOCK_STRATEGIES: tuple[str, ...] = typing.get_args(LockStrategy)
+PRESERVE_CHOICES: tuple[str, ...] = typing.get_args(PreserveJobRecords)
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+_FALSE = {"0", "false", "no", "off", "f", "n", ""}
+
+
+def _help(text: str, *, env: bool = True) -> dict[str, Any]:
+    return {"help": text, "env": env}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every goodjob setting. Build with :meth:`Settings.load`, not the constructor."""
+
+    database_url: str | None = field(
+        default=None,
+        metadata=_help(
+            "Postgres URL; unset starts the embedded server (also read from DATABASE_URL)"
+        ),
+    )
+    schema: str = field(default=DEFAULT_SCHEMA, metadata=_help("Postgres schema of the tables"))
+    embedded_data_dir: str = field(
+        default=DEFAULT_EMBEDDED_DATA_DIR, metadata=_help("data folder of the embedded Postgres")
+    )
+    database_pool_size: int = field(
+        default=DEFAULT_DATABASE_POOL_SIZE, metadata=_help("connections in each process's pool")
+    )
+    queues: str = field(
+        default=DEFAULT_QUEUES, metadata=_help('queues and thread pools, e.g. "mail:2;*:5"')
+    )
+    max_threads: int = field(
+        default=DEFAULT_MAX_THREADS, metadata=_help("threads per pool that sets no :N")
+    )
+    poll_interval: float = field(
+        default=DEFAULT_POLL_INTERVAL, metadata=_help("seconds between polls; -1 disables polling")
+    )
+    max_cache: int = field(
+        default=DEFAULT_MAX_CACHE, metadata=_help("future jobs whose start time is kept in memory")
+    )
+    shutdown_timeout: float = field(
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metadata=_help("seconds to let running jobs finish on shutdown; -1 waits forever"),
+    )
+    idle_timeout: float = field(
+        default=DEFAULT_IDLE_TIMEOUT, metadata=_help("exit after this many idle seconds; 0 never")
+    )
+    enable_cron: bool = field(default=False, metadata=_help("run the cron schedule"))
+    probe_port: int | None = field(
+        default=None, metadata=_help("port of the HTTP health probe server")
+    )
+    preserve_job_records: PreserveJobRecords = field(
+        default="always",
+        metadata=_help("keep finished jobs: always, never or on_unhandled_error"),
+    )
+    retry_on_unhandled_error: bool = field(
+        default=False, metadata=_help("retry jobs whose error no retry policy handles")
+    )
+    cleanup_preserved_jobs_before_seconds_ago: float = field(
+        default=DEFAULT_CLEANUP_PRESERVED_JOBS_BEFORE_SECONDS_AGO,
+        metadata=_help("age in seconds after which finished jobs are deleted"),
+    )
+    cleanup_interval_jobs: int = field(
+        default=DEFAULT_CLEANUP_INTERVAL_JOBS,
+        metadata=_help("clean up after this many jobs; 0 disables, -1 after every job"),
+    )
+    cleanup_interval_seconds: float = field(
+        default=DEFAULT_CLEANUP_INTERVAL_SECONDS,
+        metadata=_help("clean up after this many seconds; 0 disables, -1 after every job"),
+    )
+    cleanup_discarded_jobs: bool = field(
+        default=True, metadata=_help("clean up discarded jobs as well as succeeded ones")
+    )
+    enable_listen_notify: bool = field(
+        default=True, metadata=_help("wake workers with LISTEN/NOTIFY (off for PgBouncer)")
+    )
+    lock_strategy: LockStrategy = field(
+        default="skiplocked", metadata=_help("how jobs are claimed: skiplocked, advisory or hybrid")
+    )
+    advisory_lock_heartbeat: bool = field(
+        default=True,
+        metadata=_help("hold the process row under a session advisory lock (off for PgBouncer)"),
+    )
+    process_stale_seconds: float = field(
+        default=DEFAULT_PROCESS_STALE_SECONDS, metadata=_help("seconds between heartbeats")
+    )
+    process_expired_seconds: float = field(
+        default=DEFAULT_PROCESS_EXPIRED_SECONDS,
+        metadata=_help("seconds without heartbeat after which a heartbeat-only process is dead"),
+    )
+    sweep_interval: float = field(
+        default=DEFAULT_SWEEP_INTERVAL,
+        metadata=_help("seconds between sweeps for dead processes and their jobs"),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from keyword arguments, then ``GOODJOB_*`` variables, then defaults."""
+        environ = os.environ if environ is None else environ
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(names))}"
+            )
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in overrides and overrides[f.name] is not None:
+                values[f.name] = coerce(f.name, overrides[f.name])
+            elif (raw := environ.get(ENV_PREFIX + f.name.upper())) is not None:
+                values[f.name] = coerce(f.name, raw)
+            elif f.name == "database_url" and environ.get("DATABASE_URL"):
+                values[f.name] = environ["DATABASE_URL"]
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated like the original)."""
+        return dataclasses.replace(self, **{k: coerce(k, v) for k, v in changes.items()})
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets ``setting``."""
+    return ENV_PREFIX + setting.upper()
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn ``value`` (often a string from the environment or CLI) into the setting's type."""
+    kind = _field_types()[name]
+    optional = False
+    if isinstance(kind, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional, kind = True, args[0]
+    if optional and (value is None or (isinstance(value, str) and value.strip() == "")):
+        return None
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if name == "preserve_job_records" and isinstance(value, bool):
+            return "always" if value else "never"
+        if name == "preserve_job_records" and str(value).lower() in _TRUE | _FALSE:
+            return "always" if str(value).lower() in _TRUE else "never"
+        return str(value).strip() if name != "database_url" else str(value)
+    except (TypeError, ValueError):
+        wanted = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
+        raise ConfigurationError(
+            f"{name} ({env_name(name)}) = {value!r} is not valid: expected {wanted}"
+        ) from None
+
+
+def _validate(s: Settings) -> None:
+    def bad(name: str, allowed: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{name} ({env_name(name)}) = {getattr(s, name)!r} is not valid: {allowed}"
+        )
+
+    if s.database_pool_size < 2:
+        raise bad("database_pool_size", "must be at least 2")
+    if s.max_threads < 1:
+        raise bad("max_threads", "must be a whole number of at least 1")
+    if not (s.poll_interval > 0 or s.poll_interval == -1):
+        raise bad("poll_interval", "must be a positive number of seconds, or -1 to disable")
+    if s.max_cache < 0:
+        raise bad("max_cache", "must be 0 or more")
+    if s.idle_timeout < 0:
+        raise bad("idle_timeout", "must be 0 (never) or a positive number of seconds")
+    if s.probe_port is not None and not 0 <= s.probe_port <= 65535:
+        raise bad("probe_port", "must be a TCP port from 0 to 65535")
+    if s.preserve_job_records not in PRESERVE_CHOICES:
+        raise bad("preserve_job_records", f"must be one of {', '.join(PRESERVE_CHOICES)}")
+    if s.lock_strategy not in LOCK_STRATEGIES:
+        raise bad("lock_strategy", f"must be one of {', '.join(LOCK_STRATEGIES)}")
+    for name in ("process_stale_seconds", "process_expired_seconds", "sweep_interval"):
+        if getattr(s, name) <= 0:
+            raise bad(name, "must be a positive number of seconds")
+    if s.process_expired_seconds <= s.process_stale_seconds:
+        raise bad("process_expired_seconds", "must be longer than process_stale_seconds")
+    if not s.schema.replace("_", "").isalnum():
+        raise bad("schema", "must be a plain identifier (letters, digits, underscores)")

@@ -1,0 +1,43 @@
+"""What a running job can ask about itself: ``goodjob.current_job()``."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The running job as its task sees it."""
+
+    id: uuid.UUID
+    task_name: str
+    queue_name: str
+    attempt: int  # 1 on the first run
+    interrupted: bool  # the previous attempt's process stopped before it finished
+    _shutdown: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the worker is shutting down: a long task may stop early and be re-run."""
+        return self._shutdown.is_set()
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "goodjob_current_job", default=None
+)
+
+
+def current_job() -> JobContext | None:
+    """The job this code runs in, or None outside a job."""
+    return _current.get()
+
+
+def set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[JobContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,132 @@
+-- goodjob 0001: the five tables, their indexes and the lock-key function.
+
+CREATE TABLE goodjob_processes (
+    id uuid PRIMARY KEY,
+    state jsonb NOT NULL DEFAULT '{}',
+    lock_type text CHECK (lock_type IN ('advisory')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE goodjob_processes IS 'One row per live worker process (capsule), kept by its CapsuleTracker';
+COMMENT ON COLUMN goodjob_processes.state IS 'hostname, pid, proctitle, memory, version and live scheduler figures';
+COMMENT ON COLUMN goodjob_processes.lock_type IS 'advisory: alive while its session advisory lock is held; null: alive while updated_at is fresh';
+COMMENT ON COLUMN goodjob_processes.updated_at IS 'the heartbeat, in database time';
+
+CREATE TABLE goodjob_batches (
+    id uuid PRIMARY KEY,
+    description text,
+    properties jsonb NOT NULL DEFAULT '{}',
+    on_finish text,
+    on_success text,
+    on_discard text,
+    callback_queue_name text,
+    callback_priority integer,
+    enqueued_at timestamptz,
+    discarded_at timestamptz,
+    finished_at timestamptz,
+    jobs_finished_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE goodjob_batches IS 'Groups of jobs with callbacks when they all finish';
+
+CREATE TABLE goodjob_jobs (
+    id uuid PRIMARY KEY,
+    queue_name text NOT NULL DEFAULT 'default',
+    priority integer NOT NULL DEFAULT 0,
+    task_name text NOT NULL,
+    arguments jsonb NOT NULL DEFAULT '{}',
+    scheduled_at timestamptz NOT NULL DEFAULT now(),
+    performed_at timestamptz,
+    finished_at timestamptz,
+    error text,
+    error_event text CHECK (error_event IN
+        ('interrupted', 'unhandled', 'handled', 'retried', 'retry_stopped', 'discarded')),
+    executions_count integer NOT NULL DEFAULT 0,
+    labels text[],
+    locked_by_id uuid,
+    locked_at timestamptz,
+    concurrency_key text,
+    cron_key text,
+    cron_at timestamptz,
+    batch_id uuid REFERENCES goodjob_batches (id) ON DELETE SET NULL,
+    batch_callback_id uuid REFERENCES goodjob_batches (id) ON DELETE SET NULL,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE goodjob_jobs IS 'One row per job, reused across its attempts';
+COMMENT ON COLUMN goodjob_jobs.priority IS 'smaller runs first';
+COMMENT ON COLUMN goodjob_jobs.task_name IS 'registered name of the task, by default its import path';
+COMMENT ON COLUMN goodjob_jobs.arguments IS '{"args": [...], "kwargs": {...}} in goodjob''s tagged JSON';
+COMMENT ON COLUMN goodjob_jobs.scheduled_at IS 'not claimed before this database time';
+COMMENT ON COLUMN goodjob_jobs.performed_at IS 'when the current or last attempt was claimed';
+COMMENT ON COLUMN goodjob_jobs.finished_at IS 'set once the job succeeded or was discarded';
+COMMENT ON COLUMN goodjob_jobs.error IS 'error of the last failed attempt';
+COMMENT ON COLUMN goodjob_jobs.error_event IS 'how the last error was handled (GoodJob''s error events)';
+COMMENT ON COLUMN goodjob_jobs.executions_count IS 'attempts claimed so far; fences completions';
+COMMENT ON COLUMN goodjob_jobs.locked_by_id IS 'the process that claimed it; the one claim signal';
+COMMENT ON COLUMN goodjob_jobs.cron_key IS 'cron entry that enqueued it; unique with cron_at';
+COMMENT ON COLUMN goodjob_jobs.result IS 'JSON return value of a succeeded job';
+
+-- The claim paths: unfinished, unlocked rows only, so dequeue cost ignores finished history.
+CREATE INDEX goodjob_jobs_dequeue_any ON goodjob_jobs (priority, scheduled_at, id)
+    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+CREATE INDEX goodjob_jobs_dequeue_queue ON goodjob_jobs (queue_name, priority, scheduled_at, id)
+    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+-- Warming the future-job cache: the next scheduled starts.
+CREATE INDEX goodjob_jobs_scheduled ON goodjob_jobs (scheduled_at)
+    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+-- Sweeping dead processes' and orphaned claims.
+CREATE INDEX goodjob_jobs_locked_by ON goodjob_jobs (locked_by_id)
+    WHERE locked_by_id IS NOT NULL;
+-- Cleanup of preserved records, and listings of finished jobs.
+CREATE INDEX goodjob_jobs_finished ON goodjob_jobs (finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE INDEX goodjob_jobs_created ON goodjob_jobs (created_at);
+CREATE INDEX goodjob_jobs_task ON goodjob_jobs (task_name, created_at);
+CREATE INDEX goodjob_jobs_labels ON goodjob_jobs USING gin (labels)
+    WHERE labels IS NOT NULL;
+CREATE INDEX goodjob_jobs_concurrency ON goodjob_jobs (concurrency_key)
+    WHERE concurrency_key IS NOT NULL AND finished_at IS NULL;
+CREATE INDEX goodjob_jobs_batch ON goodjob_jobs (batch_id) WHERE batch_id IS NOT NULL;
+-- Exactly-once cron enqueues across processes.
+CREATE UNIQUE INDEX goodjob_jobs_cron ON goodjob_jobs (cron_key, cron_at)
+    WHERE cron_key IS NOT NULL;
+
+CREATE TABLE goodjob_executions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id uuid NOT NULL REFERENCES goodjob_jobs (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    process_id uuid,
+    task_name text NOT NULL,
+    queue_name text NOT NULL,
+    scheduled_at timestamptz NOT NULL,
+    performed_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    duration interval,
+    error text,
+    error_event text,
+    error_backtrace text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (job_id, attempt)
+);
+COMMENT ON TABLE goodjob_executions IS 'One row per attempt of a job';
+COMMENT ON COLUMN goodjob_executions.attempt IS 'the job''s executions_count when it was claimed';
+COMMENT ON COLUMN goodjob_executions.process_id IS 'the process that ran it';
+COMMENT ON COLUMN goodjob_executions.finished_at IS 'null while running, or when its process died';
+COMMENT ON COLUMN goodjob_executions.error_backtrace IS 'formatted traceback of the error';
+
+CREATE TABLE goodjob_settings (
+    key text PRIMARY KEY,
+    value jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE goodjob_settings IS 'Cluster-wide settings: pauses, disabled cron entries';
+
+-- The key of a process's session advisory lock: 64 bits of its id's md5, as GoodJob does.
+CREATE FUNCTION goodjob_lock_key(id uuid) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT ('x' || substr(md5(id::text), 1, 16))::bit(64)::bigint $$;

@@ -1,0 +1,60 @@
+"""Loads the named statements of ``queries.sql`` and qualifies their tables with the schema."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_HEADER = re.compile(r"^-- name: (\w+)\n((?:--.*\n)*)", re.MULTILINE)
+# Bare table and function names; an index name such as goodjob_jobs_dequeue_any does not match.
+_TABLE = re.compile(
+    r"(?<![\w.\"])(goodjob_(?:jobs|executions|processes|settings|batches|migrations|lock_key))\b"
+    r"(?!_)"
+)
+
+# The job states of GoodJob's dashboard, derived from the row so they never disagree with it.
+STATUS_SQL = """CASE
+        WHEN j.finished_at IS NOT NULL AND j.error IS NULL THEN 'succeeded'
+        WHEN j.finished_at IS NOT NULL THEN 'discarded'
+        WHEN j.locked_by_id IS NOT NULL THEN 'running'
+        WHEN j.error IS NOT NULL THEN 'retried'
+        WHEN j.scheduled_at > now() THEN 'scheduled'
+        ELSE 'queued'
+    END"""
+
+
+def qualify(sql: str, schema: str) -> str:
+    """Prefix goodjob's tables and functions in ``sql`` with ``schema``."""
+    return _TABLE.sub(lambda m: f'"{schema}".{m.group(1)}', sql)
+
+
+def read_sql(name: str) -> str:
+    """A packaged SQL file (``schema.sql``, ``migrations/0001_initial.sql``)."""
+    return resources.files("goodjob.db").joinpath(name).read_text()
+
+
+@cache
+def _parse() -> dict[str, str]:
+    text = read_sql("queries.sql")
+    matches = list(_HEADER.finditer(text))
+    statements: dict[str, str] = {}
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
+        end = following.start() if following else len(text)
+        body = text[match.end() : end].strip()
+        statements[match.group(1)] = body.replace("{status}", STATUS_SQL)
+    return statements
+
+
+@cache
+def query(name: str, schema: str) -> str:
+    """The statement ``name``, tagged for pg_stat_activity and qualified with ``schema``."""
+    try:
+        body = _parse()[name]
+    except KeyError:
+        raise KeyError(f"no SQL statement named {name!r} in queries.sql") from None
+    return f"/* goodjob:{name} */ " + qualify(body, schema)
+
+
+def names() -> list[str]:
+    return list(_parse())

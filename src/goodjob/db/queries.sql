@@ -1,0 +1,245 @@
+-- Every SQL statement goodjob runs, each under a "-- name: <name>" header and a one-line
+-- description. Table names are written bare (goodjob_jobs) and qualified with the configured
+-- schema when loaded. Parameters are named: %(name)s.
+
+-- name: migrations_create_table
+-- The bookkeeping table of applied migrations.
+CREATE TABLE IF NOT EXISTS goodjob_migrations (
+    version text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_applied
+-- Versions already applied.
+SELECT version FROM goodjob_migrations ORDER BY version;
+
+-- name: migrations_record
+-- Records one applied migration.
+INSERT INTO goodjob_migrations (version) VALUES (%(version)s);
+
+-- name: migrations_lock
+-- Serialises concurrent `goodjob migrate` runs for the rest of the transaction.
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: process_upsert
+-- Creates or refreshes a process row (the heartbeat); re-creates it when deleted elsewhere.
+INSERT INTO goodjob_processes AS p (id, state, lock_type)
+VALUES (%(id)s, %(state)s, %(lock_type)s)
+ON CONFLICT (id) DO UPDATE
+    SET state = EXCLUDED.state, lock_type = EXCLUDED.lock_type, updated_at = now()
+RETURNING p.id, p.state, p.lock_type, p.created_at, p.updated_at, (p.xmax = 0) AS inserted;
+
+-- name: process_advisory_lock
+-- Takes the process's session advisory lock on the current connection.
+SELECT pg_try_advisory_lock(goodjob_lock_key(%(id)s)) AS locked;
+
+-- name: process_advisory_unlock
+-- Releases the process's session advisory lock on the current connection.
+SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
+
+-- name: process_set_lock_type
+-- Marks whether the process row is held under an advisory lock.
+UPDATE goodjob_processes SET lock_type = %(lock_type)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: process_delete
+-- Deletes a process row and releases the claims of its unfinished jobs, in one statement.
+WITH gone AS (
+    DELETE FROM goodjob_processes WHERE id = %(id)s RETURNING id
+)
+UPDATE goodjob_jobs SET locked_by_id = NULL, locked_at = NULL, updated_at = now()
+WHERE locked_by_id = %(id)s AND finished_at IS NULL;
+
+-- name: processes_list
+-- Every process row with its liveness, as the sweeper judges it.
+WITH held AS (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT p.id, p.state, p.lock_type, p.created_at, p.updated_at,
+       goodjob_lock_key(p.id) IN (SELECT key FROM held) AS advisory_locked,
+       CASE WHEN p.lock_type = 'advisory'
+            THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
+                 OR now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s)
+            ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
+       END AS alive
+FROM goodjob_processes p
+ORDER BY p.created_at;
+
+-- name: processes_sweep
+-- Deletes dead process rows, releases their claims and every claim naming no process; one
+-- sweeper at a time (the others skip). An advisory row is dead once its lock is gone, except
+-- just after a server restart, when every lock is gone and live processes are still reconnecting.
+WITH sweeper AS (
+    SELECT pg_try_advisory_xact_lock(%(sweep_key)s) AS got
+),
+held AS (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+dead AS (
+    DELETE FROM goodjob_processes p
+    USING sweeper
+    WHERE sweeper.got AND NOT (
+        CASE WHEN p.lock_type = 'advisory'
+             THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
+                  OR now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s)
+             ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
+        END)
+    RETURNING p.id
+),
+released AS (
+    UPDATE goodjob_jobs j SET locked_by_id = NULL, locked_at = NULL, updated_at = now()
+    FROM sweeper
+    WHERE sweeper.got AND j.locked_by_id IS NOT NULL AND j.finished_at IS NULL
+      AND (j.locked_by_id IN (SELECT id FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM goodjob_processes p WHERE p.id = j.locked_by_id))
+    RETURNING j.id, j.queue_name
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', queue_name)::text)
+    FROM (SELECT DISTINCT queue_name FROM released) q
+)
+SELECT (SELECT got FROM sweeper) AS swept,
+       (SELECT count(*) FROM dead) AS dead_processes,
+       (SELECT count(*) FROM released) AS released_jobs,
+       (SELECT count(*) FROM woken) AS notified_queues;
+
+-- name: jobs_insert
+-- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row).
+WITH inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
+         batch_id)
+    SELECT i.id, i.queue_name, i.priority, i.task_name, i.arguments,
+           coalesce(i.run_at, now() + make_interval(secs => i.wait)),
+           nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}'),
+           i.concurrency_key, i.batch_id
+    FROM unnest(%(ids)s::uuid[], %(queue_names)s::text[], %(priorities)s::int[],
+                %(task_names)s::text[], %(arguments)s::jsonb[], %(run_ats)s::timestamptz[],
+                %(waits)s::float8[], %(labels)s::jsonb[], %(concurrency_keys)s::text[],
+                %(batch_ids)s::uuid[])
+        AS i(id, queue_name, priority, task_name, arguments, run_at, wait, labels,
+             concurrency_key, batch_id)
+    RETURNING queue_name, scheduled_at
+)
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', queue_name,
+           'scheduled_at', extract(epoch FROM min(scheduled_at)))::text)
+FROM inserted
+GROUP BY queue_name;
+
+-- name: jobs_claim
+-- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
+-- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
+-- attempt left open by a process that died. {queue_filter} and {queue_order} are fixed fragments
+-- chosen by the queue selection, never user text.
+WITH me AS (
+    SELECT 1 FROM goodjob_processes WHERE id = %(process_id)s
+),
+candidates AS (
+    SELECT j.id
+    FROM goodjob_jobs j
+    WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
+      {queue_filter}
+      AND EXISTS (SELECT 1 FROM me)
+    ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE OF j SKIP LOCKED
+),
+claimed AS (
+    UPDATE goodjob_jobs j
+    SET locked_by_id = %(process_id)s, locked_at = now(), performed_at = now(),
+        executions_count = j.executions_count + 1, updated_at = now()
+    FROM candidates c
+    WHERE j.id = c.id AND j.locked_by_id IS NULL
+    RETURNING j.id, j.queue_name, j.priority, j.task_name, j.arguments, j.scheduled_at,
+              j.executions_count, j.labels, j.created_at, j.performed_at
+),
+started AS (
+    INSERT INTO goodjob_executions
+        (job_id, attempt, process_id, task_name, queue_name, scheduled_at, performed_at)
+    SELECT id, executions_count, %(process_id)s, task_name, queue_name, scheduled_at, performed_at
+    FROM claimed
+),
+interrupted AS (
+    UPDATE goodjob_executions e
+    SET finished_at = now(), duration = now() - e.performed_at, updated_at = now(),
+        error = 'goodjob.JobInterrupted: the process running this attempt stopped before it finished',
+        error_event = 'interrupted'
+    FROM claimed c
+    WHERE e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
+    RETURNING e.job_id
+)
+SELECT c.*, c.id IN (SELECT job_id FROM interrupted) AS interrupted
+FROM claimed c
+ORDER BY c.priority, c.scheduled_at, c.id;
+
+-- name: jobs_complete
+-- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
+-- that lost its claim changes nothing. Outcomes: succeeded and discarded finish the job; retry
+-- reschedules it after %(waits)s seconds; release returns it to the queue untouched (interrupted
+-- at shutdown). Finished jobs that are not preserved are deleted instead. Returns the ids that
+-- were recorded.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(kinds)s::text[], %(results)s::jsonb[],
+                %(errors)s::text[], %(error_events)s::text[], %(backtraces)s::text[],
+                %(waits)s::float8[], %(durations)s::float8[], %(preserve)s::bool[])
+        AS o(id, attempt, kind, result, error, error_event, backtrace, wait, duration, preserve)
+),
+fenced AS (
+    SELECT o.*
+    FROM outcome o
+    JOIN goodjob_jobs j ON j.id = o.id
+    WHERE j.locked_by_id = %(process_id)s AND j.executions_count = o.attempt
+    FOR NO KEY UPDATE OF j
+),
+updated AS (
+    UPDATE goodjob_jobs j
+    SET locked_by_id = NULL,
+        locked_at = NULL,
+        finished_at = CASE WHEN f.kind IN ('succeeded', 'discarded') THEN now() END,
+        scheduled_at = CASE WHEN f.kind = 'retry' THEN now() + make_interval(secs => f.wait)
+                            ELSE j.scheduled_at END,
+        result = CASE WHEN f.kind = 'succeeded' THEN f.result ELSE j.result END,
+        error = CASE WHEN f.kind = 'succeeded' THEN NULL ELSE f.error END,
+        error_event = CASE WHEN f.kind = 'succeeded' THEN NULL ELSE f.error_event END,
+        updated_at = now()
+    FROM fenced f
+    WHERE j.id = f.id AND (f.preserve OR f.kind IN ('retry', 'release'))
+    RETURNING j.id
+),
+deleted AS (
+    DELETE FROM goodjob_jobs j
+    USING fenced f
+    WHERE j.id = f.id AND NOT f.preserve AND f.kind IN ('succeeded', 'discarded')
+    RETURNING j.id
+),
+executions AS (
+    UPDATE goodjob_executions e
+    SET finished_at = now(), duration = make_interval(secs => f.duration), error = f.error,
+        error_event = f.error_event, error_backtrace = f.backtrace, updated_at = now()
+    FROM fenced f
+    WHERE e.job_id = f.id AND e.attempt = f.attempt AND f.id IN (SELECT id FROM updated)
+)
+SELECT id FROM updated
+UNION ALL
+SELECT id FROM deleted;
+
+-- name: jobs_renotify
+-- Wakes workers for a queue (after jobs were released or rescheduled).
+SELECT pg_notify(%(channel)s, json_build_object('queue', %(queue)s::text)::text);
+
+-- name: job_get
+-- One job with its derived status.
+SELECT j.*, {status} AS status
+FROM goodjob_jobs j
+WHERE j.id = %(id)s;
+
+-- name: job_executions
+-- The attempts of one job, oldest first.
+SELECT * FROM goodjob_executions WHERE job_id = %(id)s ORDER BY attempt;

@@ -1,0 +1,324 @@
+"""The job performer: claim jobs, run them, classify and record each outcome.
+
+Claiming is one statement (see ``jobs_claim``); the job then runs with no database connection
+held; its outcome is recorded by one fenced statement (``jobs_complete``) that matches the job
+id, this process's id and the attempt number, so a worker whose claim was handed to another
+process (a zombie) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from goodjob.context import JobContext, reset_current, set_current
+from goodjob.db import CHANNEL, json
+from goodjob.errors import JobInterrupted, JobTimeout, SerializationError, UnknownTaskError
+from goodjob.queues import QueueSelection
+from goodjob.serialization import decode_arguments, encode
+
+if TYPE_CHECKING:
+    from goodjob.app import GoodJob
+    from goodjob.task import Task
+
+logger = logging.getLogger("goodjob.performer")
+
+Kind = Literal["succeeded", "discarded", "retry", "release"]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: uuid.UUID
+    queue_name: str
+    priority: int
+    task_name: str
+    arguments: dict[str, Any]
+    scheduled_at: dt.datetime
+    attempt: int
+    labels: tuple[str, ...]
+    interrupted: bool
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
+        return cls(
+            id=row["id"],
+            queue_name=row["queue_name"],
+            priority=row["priority"],
+            task_name=row["task_name"],
+            arguments=row["arguments"],
+            scheduled_at=row["scheduled_at"],
+            attempt=row["executions_count"],
+            labels=tuple(row["labels"] or ()),
+            interrupted=row["interrupted"],
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, ready to be recorded."""
+
+    job: ClaimedJob
+    kind: Kind
+    duration: float
+    result: Any = None
+    error: str | None = None
+    error_event: str | None = None
+    backtrace: str | None = None
+    wait: float = 0.0
+    exception: BaseException | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def _describe(error: BaseException) -> str:
+    kind = type(error)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return f"{name}: {error}"
+
+
+def classify(
+    gj: GoodJob, task: Task[Any, Any] | None, job: ClaimedJob, error: BaseException
+) -> tuple[Kind, str, float]:
+    """(kind, error_event, wait) for an attempt that raised ``error``. No I/O."""
+    if isinstance(error, JobInterrupted):
+        return "release", "interrupted", 0.0
+    if task is not None and task.discard_on and isinstance(error, task.discard_on):
+        return "discarded", "discarded", 0.0
+    policy = (task.retry if task is not None else None) or gj.default_retry
+    if task is not None and policy is not None and policy.matches(error):
+        if job.attempt < policy.attempts:
+            return "retry", "retried", policy.delay(job.attempt)
+        return "discarded", "retry_stopped", 0.0
+    if task is not None and gj.settings.retry_on_unhandled_error:
+        return "retry", "unhandled", 0.0
+    return "discarded", "unhandled", 0.0
+
+
+def preserve(gj: GoodJob, kind: Kind, error_event: str | None) -> bool:
+    policy = gj.settings.preserve_job_records
+    if policy == "always" or kind in ("retry", "release"):
+        return True
+    if policy == "never":
+        return False
+    return error_event == "unhandled"
+
+
+class Performer:
+    """Claims and runs jobs of one queue selection for one app."""
+
+    def __init__(
+        self,
+        gj: GoodJob,
+        queues: QueueSelection | None = None,
+        *,
+        raise_errors: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        shutdown: threading.Event | None = None,
+    ) -> None:
+        self.gj = gj
+        self.queues = queues or QueueSelection()
+        self.raise_errors = raise_errors
+        self.loop = loop
+        self.shutdown = shutdown or threading.Event()
+        self._fragments = self.queues.sql_fragments()
+
+    # -- claiming -----------------------------------------------------------------------------
+
+    def claim(self, limit: int = 1) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs for this process (none when it is not registered)."""
+        process_id = self.gj.tracker.id_for_lock()
+        if process_id is None:
+            return []
+        rows = self.gj.database.execute(
+            "jobs_claim",
+            {"process_id": process_id, "limit": limit, "queues": list(self.queues.names)},
+            fragments=self._fragments,
+        )
+        return [ClaimedJob.from_row(row) for row in rows]
+
+    # -- running ------------------------------------------------------------------------------
+
+    def perform(self, job: ClaimedJob) -> Outcome:
+        """Run one claimed job and classify how it ended. Holds no database connection."""
+        started = time.monotonic()
+        task = self.gj.tasks.get(job.task_name)
+        try:
+            if task is None:
+                raise UnknownTaskError(
+                    f"no task named {job.task_name!r} is registered on this worker's app; "
+                    "deploy it and retry the job"
+                )
+            value = self._run(task, job)
+        except BaseException as error:
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+            kind, event, wait = classify(self.gj, task, job, error)
+            return Outcome(
+                job,
+                kind,
+                time.monotonic() - started,
+                error=_describe(error),
+                error_event=event,
+                wait=wait,
+                exception=error,
+                backtrace="".join(traceback.format_exception(error)),
+            )
+        try:
+            result = encode(value, "result")
+        except SerializationError as exc:
+            logger.warning("result not stored: %s", exc, extra={"job_id": str(job.id)})
+            result = None
+        return Outcome(job, "succeeded", time.monotonic() - started, result=result)
+
+    def _run(self, task: Task[Any, Any], job: ClaimedJob) -> Any:
+        args, kwargs = decode_arguments(job.arguments)
+        ctx = JobContext(
+            job.id, job.task_name, job.queue_name, job.attempt, job.interrupted, self.shutdown
+        )
+        if task.is_async:
+            return self._run_async(task, ctx, args, kwargs)
+        token = set_current(ctx)
+        try:
+            if task.timeout is None:
+                return task.fn(*args, **kwargs)
+            with _Deadline(task.timeout):
+                return task.fn(*args, **kwargs)
+        finally:
+            reset_current(token)
+
+    def _run_async(
+        self, task: Task[Any, Any], ctx: JobContext, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        async def run() -> Any:
+            set_current(ctx)  # this coroutine runs in a task with its own context copy
+            coro = task.fn(*args, **kwargs)
+            if task.timeout is None:
+                return await coro
+            try:
+                return await asyncio.wait_for(coro, task.timeout)
+            except TimeoutError:
+                raise JobTimeout(
+                    f"{task.name} ran longer than its timeout of {task.timeout}s"
+                ) from None
+
+        if self.loop is None:
+            return asyncio.run(run())
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        return future.result()
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+        """Record outcomes, fenced; returns the ids recorded (a zombie's are missing)."""
+        if not outcomes:
+            return set()
+        process_id = self.gj.tracker.process_id
+        params = {
+            "process_id": process_id,
+            "ids": [o.job.id for o in outcomes],
+            "attempts": [o.job.attempt for o in outcomes],
+            "kinds": [o.kind for o in outcomes],
+            "results": [json(o.result) if o.kind == "succeeded" else None for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "error_events": [o.error_event for o in outcomes],
+            "backtraces": [o.backtrace for o in outcomes],
+            "waits": [o.wait for o in outcomes],
+            "durations": [o.duration for o in outcomes],
+            "preserve": [preserve(self.gj, o.kind, o.error_event) for o in outcomes],
+        }
+        recorded = {row["id"] for row in self.gj.database.execute("jobs_complete", params)}
+        for outcome in outcomes:
+            if outcome.job.id not in recorded:
+                logger.warning(
+                    "outcome rejected: this process no longer holds the job's claim",
+                    extra={
+                        "job_id": str(outcome.job.id),
+                        "attempt": outcome.job.attempt,
+                        "action": "fenced",
+                    },
+                )
+        released = {o.job.queue_name for o in outcomes if o.kind in ("retry", "release")}
+        for queue in released:
+            self.gj.database.execute("jobs_renotify", {"channel": CHANNEL, "queue": queue})
+        return recorded
+
+    # -- convenience ----------------------------------------------------------------------------
+
+    def perform_one(self) -> Outcome | None:
+        """Claim, run and record one job; None when nothing is due."""
+        claimed = self.claim(1)
+        if not claimed:
+            return None
+        outcome = self.perform(claimed[0])
+        self.complete([outcome])
+        return outcome
+
+    def drain(self) -> int:
+        """Run due jobs one by one until none is left; returns how many ran."""
+        count = 0
+        with self.gj.tracker.register():
+            while (outcome := self.perform_one()) is not None:
+                count += 1
+                if self.raise_errors and outcome.error_event == "unhandled" and outcome.exception:
+                    raise outcome.exception
+        return count
+
+
+class _Deadline:
+    """Raises a timeout inside the current thread when a sync task runs too long.
+
+    The exception is delivered between Python bytecodes, so a task blocked in one long C call
+    (a socket read without a timeout) is interrupted when that call returns.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.thread_id = threading.get_ident()
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+        self.fired = False
+        self.lock = threading.Lock()
+        self.done = False
+
+    def _fire(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.fired = True
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.thread_id), ctypes.py_object(_TimeoutSignal)
+            )
+
+    def __enter__(self) -> _Deadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        with self.lock:
+            self.done = True
+        self.timer.cancel()
+        if self.fired and exc_type is not _TimeoutSignal:
+            # Fired as the block was ending: withdraw the exception before it lands elsewhere.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), None)
+        if self.fired and exc_type is _TimeoutSignal:
+            raise JobTimeout(f"ran longer than its timeout of {self.seconds}s") from None
+
+
+class _TimeoutSignal(BaseException):
+    """Delivered into a sync task's thread at its deadline; turned into JobTimeout."""

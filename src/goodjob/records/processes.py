@@ -1,0 +1,128 @@
+"""The process record: one row per worker process, its state, its liveness, and the sweep.
+
+Liveness is judged by the database alone: an ``advisory`` row is alive while its session
+advisory lock is held (Postgres drops it the moment the process's connection dies); a
+heartbeat-only row is alive while ``updated_at`` is younger than the expiry interval, measured
+with the database clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from goodjob.db import CHANNEL, Database, DedicatedConnection, json
+
+SWEEP_LOCK_KEY = 7_306_531_104_532_211_202  # arbitrary, fixed: "one sweeper at a time"
+# After a server restart every advisory lock is gone at once; give live processes this long to
+# reconnect and lock again before their rows count as dead. Heartbeat expiry still applies.
+RESTART_GRACE_SECONDS = 30.0
+
+# The runtime registers a function here that adds live figures (schedulers, cache) to the state.
+state_providers: list[Callable[[], dict[str, Any]]] = []
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    id: uuid.UUID
+    state: dict[str, Any]
+    lock_type: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    alive: bool | None = None
+    advisory_locked: bool | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ProcessRecord:
+        return cls(
+            id=row["id"],
+            state=row["state"],
+            lock_type=row["lock_type"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            alive=row.get("alive"),
+            advisory_locked=row.get("advisory_locked"),
+        )
+
+
+def memory_kb(pid: int | None = None) -> int:
+    """Resident memory of a process in kB (Linux), 0 where unknown."""
+    try:
+        with open(f"/proc/{pid or os.getpid()}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("goodjob")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def process_state() -> dict[str, Any]:
+    """What the process row says about this process."""
+    state: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "proctitle": " ".join(sys.argv) or sys.executable,
+        "memory": memory_kb(),
+        "version": _version(),
+    }
+    for provider in state_providers:
+        state.update(provider())
+    return state
+
+
+def upsert(
+    db: Database, process_id: uuid.UUID, *, advisory: bool, conn: DedicatedConnection | None = None
+) -> tuple[ProcessRecord, bool]:
+    """Create or refresh the row; returns it and whether it was (re-)created."""
+    params = {
+        "id": process_id,
+        "state": json(process_state()),
+        "lock_type": "advisory" if advisory else None,
+    }
+    rows = conn.execute("process_upsert", params) if conn else db.execute("process_upsert", params)
+    return ProcessRecord.from_row(rows[0]), bool(rows[0]["inserted"])
+
+
+def delete(db: Database, process_id: uuid.UUID) -> None:
+    """Delete the row and release the claims of its unfinished jobs."""
+    db.execute("process_delete", {"id": process_id})
+
+
+def liveness_params(db: Database) -> dict[str, Any]:
+    return {"expired": db.settings.process_expired_seconds, "restart_grace": RESTART_GRACE_SECONDS}
+
+
+def all_processes(db: Database) -> list[ProcessRecord]:
+    """Every process row, with ``alive`` as the sweeper would judge it now."""
+    return [ProcessRecord.from_row(r) for r in db.execute("processes_list", liveness_params(db))]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    swept: bool  # False when another process was sweeping at the same moment
+    dead_processes: int
+    released_jobs: int
+
+
+def sweep(db: Database) -> SweepResult:
+    """Delete dead processes, release their jobs and orphaned claims, wake their queues."""
+    row = db.execute(
+        "processes_sweep",
+        {**liveness_params(db), "sweep_key": SWEEP_LOCK_KEY, "channel": CHANNEL},
+    )[0]
+    return SweepResult(bool(row["swept"]), row["dead_processes"], row["released_jobs"])

@@ -1,0 +1,161 @@
+"""Tasks: functions registered on an app, and the ways to enqueue them.
+
+``@gj.task`` turns a function (plain or ``async def``) into a :class:`Task`. Calling the task
+calls the function; ``task.enqueue(...)`` stores a job that a worker will run;
+``task.using(...)`` returns a copy with per-call options (queue, priority, wait, run_at, labels,
+connection for transactional enqueue).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from goodjob.errors import ConfigurationError
+from goodjob.ids import new_id
+from goodjob.records.jobs import Job, NewJob
+from goodjob.retry import Retry
+from goodjob.serialization import encode_arguments
+
+if TYPE_CHECKING:
+    from goodjob.app import GoodJob
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+_QUEUE_FORBIDDEN = set(",;:*+- \t\n")
+
+
+def check_queue_name(queue: str) -> str:
+    if (
+        not isinstance(queue, str)
+        or not queue
+        or queue[0] in "+-"
+        or _QUEUE_FORBIDDEN & set(queue.replace("-", ""))
+    ):
+        raise ConfigurationError(
+            f"queue name {queue!r} is not valid: use letters, digits, '_', '-' or '.',"
+            " not starting with '+' or '-'"
+        )
+    return queue
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What a task, or one call of it, is enqueued with."""
+
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    labels: tuple[str, ...] = ()
+    wait: float = 0.0
+    run_at: dt.datetime | None = None
+    connection: Any = None
+    concurrency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            raise ConfigurationError(f"priority {self.priority!r} is not valid: use a whole number")
+        if isinstance(self.wait, dt.timedelta):
+            object.__setattr__(self, "wait", self.wait.total_seconds())
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ConfigurationError(
+                f"run_at {self.run_at!r} has no time zone: pass an aware datetime"
+            )
+        if isinstance(self.labels, str):
+            object.__setattr__(self, "labels", (self.labels,))
+        else:
+            object.__setattr__(self, "labels", tuple(self.labels))
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One call of a task, prepared for :meth:`GoodJob.enqueue_all`."""
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: TaskOptions
+
+    def to_new_job(self) -> NewJob:
+        return NewJob(
+            id=new_id(),
+            task_name=self.task.name,
+            queue_name=self.options.queue,
+            priority=self.options.priority,
+            arguments=encode_arguments(self.args, self.kwargs),
+            run_at=self.options.run_at,
+            wait=float(self.options.wait),
+            labels=self.options.labels,
+            concurrency_key=self.options.concurrency_key,
+        )
+
+
+class Task(Generic[P, R]):
+    """A function that can be enqueued as a job."""
+
+    def __init__(
+        self,
+        gj: GoodJob,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        options: TaskOptions | None = None,
+        retry: Retry | None = None,
+        discard_on: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,
+    ) -> None:
+        self.gj = gj
+        self.fn = fn
+        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.options = options or TaskOptions()
+        self.retry = retry
+        self.discard_on = discard_on
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"task {self.name}: timeout={timeout!r} must be positive")
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.options.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def using(self, **options: Any) -> Task[P, R]:
+        """A copy of this task whose enqueues use ``options`` (queue, priority, wait, ...)."""
+        unknown = set(options) - {f.name for f in dataclasses.fields(TaskOptions)}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown enqueue option {sorted(unknown)[0]!r}; options are: "
+                + ", ".join(f.name for f in dataclasses.fields(TaskOptions))
+            )
+        copy = object.__new__(Task)
+        copy.__dict__.update(self.__dict__)
+        copy.options = dataclasses.replace(self.options, **options)
+        return copy
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest:
+        """One call, for :meth:`GoodJob.enqueue_all`."""
+        return JobRequest(self, args, kwargs, self.options)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store a job that calls this task with these arguments; returns its handle."""
+        return self.gj.enqueue_all(
+            [self.prepare(*args, **kwargs)], connection=self.options.connection
+        )[0]
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """:meth:`enqueue` for async code (pass an AsyncConnection as ``connection``)."""
+        return (
+            await self.gj.aenqueue_all(
+                [self.prepare(*args, **kwargs)], connection=self.options.connection
+            )
+        )[0]

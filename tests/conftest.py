@@ -1,0 +1,131 @@
+"""Fixtures: a real Postgres started by the suite, and a fresh migrated database per test.
+
+The server is goodjob's own embedded one (the zero-setup code under test), in
+``.goodjob/test-postgres``. Each xdist worker migrates one template database once; every test
+gets a clone of it, dropped afterwards. After each test a check fails it if an advisory lock,
+a CapsuleTracker registration or a goodjob thread leaked (as GoodJob's specs do).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from goodjob import embedded
+from goodjob.app import GoodJob
+from goodjob.capsule_tracker import CapsuleTracker
+from goodjob.config import Settings
+from goodjob.db import Database
+from goodjob.db.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA_DIR = ROOT / ".goodjob" / "test-postgres"
+
+# Settings that keep tests quick; each test may override.
+FAST = {
+    "process_stale_seconds": 1.0,
+    "process_expired_seconds": 5.0,
+    "sweep_interval": 0.2,
+    "poll_interval": 1.0,
+}
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> embedded.Server:
+    return embedded.ensure_running(TEST_DATA_DIR)
+
+
+def _admin(server: embedded.Server) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(server.url("postgres"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: embedded.Server, worker_id: str) -> Iterator[str]:
+    name = f"gj_template_{worker_id}_{os.getpid()}"
+    with _admin(pg_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = Database(Settings.load(environ={}, database_url=pg_server.url(name)))
+    migrate(db)
+    db.close()
+    yield name
+    with _admin(pg_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_server: embedded.Server, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test."""
+    name = f"gj_test_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = pg_server.url(name)
+    yield url
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    with _admin(pg_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert row is not None
+    assert row[0] == 0, f"{row[0]} advisory locks leaked"
+
+
+@pytest.fixture
+def empty_database_url(pg_server: embedded.Server) -> Iterator[str]:
+    """A fresh database with no goodjob tables."""
+    name = f"gj_empty_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_server) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.url(name)
+    with _admin(pg_server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[type[GoodJob]]:
+    """Build apps on the test database (closed after the test)."""
+    apps: list[GoodJob] = []
+
+    def factory(**settings: object) -> GoodJob:
+        app = GoodJob(database_url, **{**FAST, **settings})  # type: ignore[arg-type]
+        apps.append(app)
+        return app
+
+    yield factory  # type: ignore[misc]
+    for app in apps:
+        if app._tracker is not None:
+            while app._tracker.locks:
+                app._tracker.unregister(with_advisory_lock=app._tracker.advisory_locks > 0)
+        app.close()
+
+
+@pytest.fixture
+def gj(make_app: type[GoodJob]) -> GoodJob:
+    return make_app()
+
+
+def _goodjob_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("goodjob") and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a registration or a goodjob thread behind (locks: database_url)."""
+    CapsuleTracker.instances.clear()
+    yield
+    leaked = [t for t in CapsuleTracker.instances if t.locks]
+    CapsuleTracker.instances.clear()
+    assert not leaked, f"CapsuleTracker registrations leaked: {[t.locks for t in leaked]}"
+    deadline = time.monotonic() + 5
+    while _goodjob_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _goodjob_threads(), f"goodjob threads leaked: {_goodjob_threads()}"
