@@ -18,8 +18,8 @@ test: $(STAMP)  ## the whole suite against a real Postgres the suite starts itse
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)  ## throughput, latency and recovery figures
