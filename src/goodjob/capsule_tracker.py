@@ -6,10 +6,11 @@ The row is refreshed as a heartbeat by a background task and, with an advisory r
 held under a session advisory lock, so that other processes see at once when this one dies and
 release its jobs. The last unregistration deletes the row and releases this process's claims.
 
-Semantics follow GoodJob's CapsuleTracker, with three fixes: after ``os.fork()`` the child starts
-clean (new id, no registrations, no inherited connection or task); a process whose heartbeat has
-failed for longer than the expiry interval stops handing out lock ids; and a row deleted
-elsewhere is re-created with the same id on the next refresh.
+Semantics follow GoodJob's CapsuleTracker, with these fixes: after ``os.fork()`` the child starts
+clean (new id, no registrations, no inherited connection, task or executor); a process whose
+heartbeat has failed for longer than the expiry interval stops handing out lock ids; a row
+deleted elsewhere is re-created with the same id on the next refresh; and an advisory lock lost
+with its connection is taken again by the next refresh.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import uuid
 import weakref
 from concurrent.futures import Executor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from goodjob.config import Settings
 from goodjob.db import DedicatedConnection
+from goodjob.db.database import inherited
 from goodjob.errors import DatabaseError, Error
 from goodjob.records import processes
 from goodjob.records.processes import ProcessRecord
@@ -37,9 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("goodjob.capsule_tracker")
 
 JITTER = 0.1  # the refresh runs every stale interval plus up to 10%, so processes spread out
-# Connections inherited across fork() are kept referenced, never closed: closing one in the
-# child would end the parent's session (and drop the parent's advisory lock).
-_inherited: list[Any] = []
 
 
 class Registration:
@@ -68,14 +67,18 @@ class _RefreshTask:
         self._tracker = weakref.ref(tracker)
         self._stop = threading.Event()
         self._interval = tracker.settings.process_stale_seconds
+        self._thread: threading.Thread | None = None
         if executor is None:
-            self._thread: threading.Thread | None = threading.Thread(
+            self._thread = threading.Thread(
                 target=self._run, name="goodjob-capsule-tracker", daemon=True
             )
             self._thread.start()
         else:
-            self._thread = None
             executor.submit(self._run)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval * (1 + JITTER * random.random())):
@@ -83,11 +86,14 @@ class _RefreshTask:
             if tracker is None:
                 return
             try:
-                tracker.renew(silent=True)
+                tracker._renew_from(self)
             except Exception:
                 logger.exception("heartbeat failed", extra={"action": "heartbeat"})
+            del tracker  # no strong reference while waiting: the tracker may be collected
 
     def cancel(self) -> None:
+        """Stop the task; wait for its thread unless called from it. Never hold the mutex here:
+        the thread may be waiting for it inside ``renew``."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
@@ -111,6 +117,12 @@ class CapsuleTracker:
         self._refresh_task: _RefreshTask | None = None
         self._last_heartbeat = 0.0  # time.monotonic() of the last successful refresh
         CapsuleTracker.instances.append(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CapsuleTracker process_id={self._record_id} locks={self._locks}"
+            f" advisory_locks={self._advisory_locks}>"
+        )
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -139,8 +151,17 @@ class CapsuleTracker:
         return self._record_id
 
     def advisory_locked(self) -> bool:
-        """Whether the advisory lock is held on a live connection."""
-        return self._lock_conn is not None and not self._lock_conn.closed
+        """Whether the advisory lock is held on a live connection.
+
+        A connection of the tracker's own is pinged (as GoodJob's ``active?`` does): a session
+        ended by the server is only noticed on use. A caller's connection (the notifier's) is not
+        pinged, because its owner may be blocked on it waiting for notifications; its owner sees
+        the failure first and the closed flag tells us.
+        """
+        conn = self._lock_conn
+        if conn is None or conn.closed:
+            return False
+        return conn.ping() if self._owns_lock_conn else True
 
     # -- registration -----------------------------------------------------------------------
 
@@ -150,18 +171,20 @@ class CapsuleTracker:
         """Add a registration; with the advisory lock, create (or re-lock) the row now.
 
         ``connection`` is the dedicated connection that will hold the lock (the notifier's);
-        without one the tracker opens its own.
+        without one the tracker opens its own. Usable as ``with tracker.register(): ...``.
         """
         with self._mutex:
-            if with_advisory_lock and not self.advisory_locked():
-                self._lock(connection)
             if with_advisory_lock:
+                if not self.advisory_locked():
+                    self._lock(connection)
                 self._advisory_locks += 1
             self._locks += 1
         return Registration(self, with_advisory_lock)
 
     def _lock(self, connection: DedicatedConnection | None) -> None:
+        """Upsert the row as ``advisory`` and take its session lock, in one transaction."""
         db = self._gj.database
+        self._drop_lock_conn()  # a connection that died took its lock with it
         conn = connection or db.dedicated("capsule-tracker")
         try:
             with conn.transaction():
@@ -174,21 +197,25 @@ class CapsuleTracker:
             if connection is None:
                 conn.close()
             raise
-        self._drop_lock_conn()
         self._lock_conn, self._owns_lock_conn = conn, connection is None
         self._record = record
         self._last_heartbeat = time.monotonic()
         self._start_refresh_task()
 
     def unregister(self, with_advisory_lock: bool = False) -> None:
-        """Remove a registration; the last one deletes the row and releases this process's jobs."""
+        """Remove a registration; the last one deletes the row and releases this process's jobs.
+
+        With registrations left, ``with_advisory_lock=True`` drops the advisory lock (the row
+        stays, ``lock_type`` becomes null), as GoodJob does.
+        """
+        task: _RefreshTask | None = None
         with self._mutex:
             if self._locks == 0:
                 return
             try:
                 if self._locks == 1:
-                    self._delete_record(with_advisory_lock)
-                elif with_advisory_lock and self.advisory_locked():
+                    self._delete_record()
+                elif with_advisory_lock and self._lock_conn is not None:
                     self._unlock(delete=False)
             finally:
                 self._locks -= 1
@@ -196,12 +223,16 @@ class CapsuleTracker:
                     self._record = None
                     self._advisory_locks = 0
                     self._drop_lock_conn()
-                    self._cancel_refresh_task()
+                    task, self._refresh_task = self._refresh_task, None
+        if task is not None:
+            task.cancel()
 
-    def _delete_record(self, with_advisory_lock: bool) -> None:
-        if with_advisory_lock and self.advisory_locked():
+    def _delete_record(self) -> None:
+        # The lock goes whatever flag the last caller passed: on a caller's connection it would
+        # otherwise outlive the registration.
+        if self._lock_conn is not None:
             self._unlock(delete=True)
-        elif self._record is not None or self.advisory_locked():
+        elif self._record is not None:
             processes.delete(self._gj.database, self._record_id)
 
     def _unlock(self, *, delete: bool) -> None:
@@ -213,14 +244,18 @@ class CapsuleTracker:
                 if delete:
                     conn.execute("process_delete", {"id": self._record_id})
                 else:
-                    conn.execute(
+                    rows = conn.execute(
                         "process_set_lock_type", {"id": self._record_id, "lock_type": None}
                     )
+                    self._record = ProcessRecord.from_row(rows[0]) if rows else self._record
         except DatabaseError:
-            if not delete:
-                raise
-            # The lock connection broke: the lock is gone with it; delete through the pool.
-            processes.delete(self._gj.database, self._record_id)
+            # The lock connection broke, and the lock went with it: finish through the pool.
+            if delete:
+                processes.delete(self._gj.database, self._record_id)
+            else:
+                self._gj.database.execute(
+                    "process_set_lock_type", {"id": self._record_id, "lock_type": None}
+                )
         finally:
             self._drop_lock_conn()
             self._advisory_locks = 0
@@ -235,9 +270,10 @@ class CapsuleTracker:
     def id_for_lock(self) -> uuid.UUID | None:
         """The id to write to ``locked_by_id``; None when nothing is registered.
 
-        Creates the row on first use and refreshes it when stale. Raises when the heartbeat
-        has failed for longer than the expiry interval: other processes may have judged this
-        one dead and handed its claims out, so it must not claim more until it is back.
+        Creates the row on first use and refreshes it when stale. A failed refresh is logged and
+        the id still returned while the last heartbeat is younger than the expiry interval; after
+        that it raises: other processes may have judged this one dead and handed its claims out,
+        so it must not claim more until a heartbeat succeeds again.
         """
         with self._mutex:
             if self._locks == 0:
@@ -252,16 +288,28 @@ class CapsuleTracker:
                     if self._expired():
                         logger.error(
                             "heartbeat expired: claiming no new jobs until it succeeds",
-                            extra={"process_id": str(self._record_id)},
+                            extra={"process_id": str(self._record_id), "action": "heartbeat"},
                         )
-                    raise
+                        raise
+                    logger.warning(
+                        "heartbeat failed; retrying on the next claim",
+                        exc_info=True,
+                        extra={"process_id": str(self._record_id), "action": "heartbeat"},
+                    )
             return self._record_id
 
     def renew(self, silent: bool = False) -> None:
-        """Refresh the row if stale, then sweep dead processes and orphaned claims."""
+        """Refresh the row if stale (re-taking a lost advisory lock), then sweep dead processes."""
         with self._mutex:
-            if self._record is not None and self._stale():
-                self._refresh()
+            if self._locks and self._record is not None:
+                if self._advisory_locks and not self.advisory_locked():
+                    logger.warning(
+                        "advisory lock lost with its connection; taking it again",
+                        extra={"process_id": str(self._record_id), "action": "relock"},
+                    )
+                    self._lock(None)
+                elif self._stale():
+                    self._refresh()
         result = processes.sweep(self._gj.database)
         if result.dead_processes or result.released_jobs:
             log = logger.debug if silent else logger.info
@@ -274,6 +322,14 @@ class CapsuleTracker:
                 },
             )
 
+    def _renew_from(self, task: _RefreshTask) -> None:
+        # A task cancelled while it waited for the mutex must not write a row that the last
+        # unregister just deleted.
+        with self._mutex:
+            if task.cancelled or task is not self._refresh_task:
+                return
+            self.renew(silent=True)
+
     def _stale(self) -> bool:
         stale: float = self.settings.process_stale_seconds
         return time.monotonic() - self._last_heartbeat >= stale
@@ -285,7 +341,7 @@ class CapsuleTracker:
     def _refresh(self) -> None:
         """Write the heartbeat through the pool, never over the lock connection."""
         record, created = processes.upsert(
-            self._gj.database, self._record_id, advisory=self.advisory_locked()
+            self._gj.database, self._record_id, advisory=self._lock_conn is not None
         )
         if created and self._record is not None:
             logger.warning(
@@ -299,18 +355,19 @@ class CapsuleTracker:
         if self._refresh_task is None:
             self._refresh_task = _RefreshTask(self, self._executor)
 
-    def _cancel_refresh_task(self) -> None:
-        task, self._refresh_task = self._refresh_task, None
-        if task is not None:
-            task.cancel()
-
     # -- fork safety --------------------------------------------------------------------------
 
     def _reset_after_fork(self) -> None:
-        """In a forked child: a new identity with nothing registered and nothing inherited."""
+        """In a forked child: a new identity with nothing registered and nothing inherited.
+
+        The parent's lock connection is kept referenced, never closed (closing it would end the
+        parent's session and drop the parent's lock). The executor is forgotten too: its worker
+        threads do not exist in the child, so work submitted to it might never run.
+        """
         if self._lock_conn is not None:
-            _inherited.append(self._lock_conn)
+            inherited.append(self._lock_conn)
         self._mutex = threading.RLock()
+        self._executor = None
         self._locks = 0
         self._advisory_locks = 0
         self._record_id = uuid.uuid4()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -39,6 +41,13 @@ KEEPALIVES = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+
+
+# Objects a forked child inherited from its parent (pools, connections). They stay referenced
+# and are never closed in the child: closing one would send a Terminate message on the parent's
+# socket and end the parent's session (and with it the parent's advisory lock).
+inherited: list[Any] = []
+_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def json(value: Any) -> Jsonb:
@@ -83,6 +92,7 @@ class Database:
         self._url: str | None = settings.database_url
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.RLock()
+        _databases.add(self)
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -131,7 +141,13 @@ class Database:
             pool.close()
 
     def reset_after_fork(self) -> None:
-        """Forget the parent's pool: its sockets belong to the parent process."""
+        """Forget the parent's pool: its sockets belong to the parent process.
+
+        Called in every forked child (see ``_after_fork_in_child``); the child opens a pool of its
+        own on first use. The lock is replaced too: another thread may have held it at the fork.
+        """
+        if self._pool is not None:
+            inherited.append(self._pool)
         self._pool = None
         self._lock = threading.RLock()
 
@@ -245,6 +261,14 @@ class DedicatedConnection:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.raw.close()
+
+
+def _after_fork_in_child() -> None:
+    for database in list(_databases):
+        database.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def as_params(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:

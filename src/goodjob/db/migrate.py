@@ -60,8 +60,10 @@ def migrate(db: Database) -> list[str]:
     """Apply every pending migration; returns the names applied (empty when up to date)."""
     names: list[str] = []
     with db.transaction() as conn:
-        db.execute_script(_schema_prelude(db.schema), conn)
+        # The lock comes first: two concurrent `CREATE SCHEMA IF NOT EXISTS` (or CREATE TABLE IF
+        # NOT EXISTS) can both decide to create and one then fails on a unique index.
         db.execute("migrations_lock", {"key": MIGRATE_LOCK_KEY}, conn=conn)
+        db.execute_script(_schema_prelude(db.schema), conn)
         db.execute("migrations_create_table", conn=conn)
         done = {row["version"] for row in db.execute("migrations_applied", conn=conn)}
         for migration in available():

@@ -39,7 +39,8 @@ SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
 
 -- name: process_set_lock_type
 -- Marks whether the process row is held under an advisory lock.
-UPDATE goodjob_processes SET lock_type = %(lock_type)s, updated_at = now() WHERE id = %(id)s;
+UPDATE goodjob_processes SET lock_type = %(lock_type)s, updated_at = now() WHERE id = %(id)s
+RETURNING id, state, lock_type, created_at, updated_at;
 
 -- name: process_delete
 -- Deletes a process row and releases the claims of its unfinished jobs, in one statement.
@@ -61,7 +62,8 @@ SELECT p.id, p.state, p.lock_type, p.created_at, p.updated_at,
        goodjob_lock_key(p.id) IN (SELECT key FROM held) AS advisory_locked,
        CASE WHEN p.lock_type = 'advisory'
             THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
-                 OR now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s)
+                 OR (p.updated_at < pg_postmaster_start_time()
+                     AND now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s))
             ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
        END AS alive
 FROM goodjob_processes p
@@ -70,7 +72,8 @@ ORDER BY p.created_at;
 -- name: processes_sweep
 -- Deletes dead process rows, releases their claims and every claim naming no process; one
 -- sweeper at a time (the others skip). An advisory row is dead once its lock is gone, except
--- just after a server restart, when every lock is gone and live processes are still reconnecting.
+-- for a row last refreshed before a server restart that happened moments ago: the restart took
+-- every lock, and its process is still reconnecting to take its lock again.
 WITH sweeper AS (
     SELECT pg_try_advisory_xact_lock(%(sweep_key)s) AS got
 ),
@@ -86,7 +89,8 @@ dead AS (
     WHERE sweeper.got AND NOT (
         CASE WHEN p.lock_type = 'advisory'
              THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
-                  OR now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s)
+                  OR (p.updated_at < pg_postmaster_start_time()
+                      AND now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s))
              ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
         END)
     RETURNING p.id

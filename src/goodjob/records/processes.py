@@ -21,8 +21,9 @@ from typing import Any
 from goodjob.db import CHANNEL, Database, DedicatedConnection, json
 
 SWEEP_LOCK_KEY = 7_306_531_104_532_211_202  # arbitrary, fixed: "one sweeper at a time"
-# After a server restart every advisory lock is gone at once; give live processes this long to
-# reconnect and lock again before their rows count as dead. Heartbeat expiry still applies.
+# After a server restart every advisory lock is gone at once; give the processes whose rows were
+# last refreshed before the restart this long to reconnect and lock again before they count as
+# dead. A row refreshed after the restart gets no grace: its lock was lost later, so it is dead.
 RESTART_GRACE_SECONDS = 30.0
 
 # The runtime registers a function here that adds live figures (schedulers, cache) to the state.
