@@ -8,6 +8,7 @@ derives one flag per setting (``max_threads`` → ``--max-threads``) from this m
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from goodjob.errors import ConfigurationError
+from goodjob.errors import ConfigurationError, QueueStringError
+from goodjob.queues import parse as parse_queues
 
 ENV_PREFIX = "GOODJOB_"
 
@@ -145,8 +147,10 @@ class Settings:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigurationError(
-                f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(names))}"
+                f"unknown setting {unknown[0]!r}; {hint}known settings: {', '.join(sorted(names))}"
             )
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -240,3 +244,16 @@ def _validate(s: Settings) -> None:
         raise bad("process_expired_seconds", "must be longer than process_stale_seconds")
     if not s.schema.replace("_", "").isalnum():
         raise bad("schema", "must be a plain identifier (letters, digits, underscores)")
+    for name in ("cleanup_interval_jobs", "cleanup_interval_seconds"):
+        if getattr(s, name) < -1:
+            raise bad(name, "must be -1 (after every job), 0 (never) or a positive number")
+    if s.cleanup_preserved_jobs_before_seconds_ago < 0:
+        raise bad("cleanup_preserved_jobs_before_seconds_ago", "must be 0 or more seconds")
+    if not s.embedded_data_dir.strip():
+        raise bad("embedded_data_dir", "must name a folder")
+    try:
+        parse_queues(s.queues, s.max_threads)
+    except QueueStringError as exc:
+        raise QueueStringError(
+            f"queues ({env_name('queues')}) = {s.queues!r} is not valid: {exc}"
+        ) from None

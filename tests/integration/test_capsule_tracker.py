@@ -179,9 +179,16 @@ def test_mixed_registrations_count_and_drop_the_lock(gj: GoodJob, database_url: 
 
 def test_context_manager_unregisters_on_exception(gj: GoodJob, database_url: str) -> None:
     tracker = CapsuleTracker(gj)
-    with pytest.raises(RuntimeError, match="boom"), tracker.register(with_advisory_lock=True):
-        assert tracker.locks == 1
-        raise RuntimeError("boom")
+    seen: list[int] = []
+
+    def fail_inside() -> None:
+        with tracker.register(with_advisory_lock=True):
+            seen.append(tracker.locks)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside()
+    assert seen == [1]
     assert tracker.locks == 0
     assert process_rows(database_url) == []
     assert advisory_locks(database_url) == 0
