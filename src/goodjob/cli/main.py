@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from goodjob import embedded
 from goodjob.app import GoodJob
@@ -111,18 +110,28 @@ def list_processes(app_spec: str | None) -> None:
     """List worker processes and whether each is alive."""
     gj = load_app(app_spec)
     gj.check_schema()
-    table = Table("id", "host", "pid", "lock", "alive", "heartbeat", "started")
+    # Plain aligned text, not a rich table: a table squeezed into 80 columns cuts the ids, and
+    # the ids are what people copy from this listing (and grep for).
+    rows = [("id", "host", "pid", "lock", "alive", "heartbeat", "started")]
     for p in processes.all_processes(gj.database):
-        table.add_row(
-            str(p.id),
-            str(p.state.get("hostname", "")),
-            str(p.state.get("pid", "")),
-            p.lock_type or "heartbeat",
-            "yes" if p.alive else "[red]no[/]",
-            f"{p.updated_at:%H:%M:%S}",
-            f"{p.created_at:%Y-%m-%d %H:%M:%S}",
+        rows.append(
+            (
+                str(p.id),
+                str(p.state.get("hostname", "")),
+                str(p.state.get("pid", "")),
+                p.lock_type or "heartbeat",
+                "yes" if p.alive else "no",
+                f"{p.updated_at:%H:%M:%S}",
+                f"{p.created_at:%Y-%m-%d %H:%M:%S}",
+            )
         )
-    console.print(table)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    if len(rows) == 1:
+        click.echo("(no processes)")
 
 
 @main.group()

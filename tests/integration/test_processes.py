@@ -1,0 +1,214 @@
+"""The process record: what it holds, liveness by the database clock, and the sweep."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from goodjob import CapsuleTracker, GoodJob
+from goodjob.db import CHANNEL
+from goodjob.records import processes
+from tests.helpers import sql
+
+
+def insert_process(
+    url: str, *, lock_type: str | None = None, updated_at: str = "now()"
+) -> uuid.UUID:
+    process_id = uuid.uuid4()
+    sql(
+        url,
+        "INSERT INTO goodjob_processes (id, state, lock_type, updated_at)"
+        f" VALUES (%(id)s, '{{}}', %(lock_type)s, {updated_at})",
+        {"id": process_id, "lock_type": lock_type},
+    )
+    return process_id
+
+
+def insert_job(url: str, locked_by: uuid.UUID | None, *, queue: str = "default") -> uuid.UUID:
+    job_id = uuid.uuid4()
+    sql(
+        url,
+        "INSERT INTO goodjob_jobs (id, task_name, queue_name, locked_by_id, locked_at)"
+        " VALUES (%(id)s, 't', %(queue)s, %(by)s, now())",
+        {"id": job_id, "by": locked_by, "queue": queue},
+    )
+    return job_id
+
+
+def locked_by(url: str, job_id: uuid.UUID) -> Any:
+    return sql(url, "SELECT locked_by_id FROM goodjob_jobs WHERE id = %(id)s", {"id": job_id})[0][0]
+
+
+def liveness(gj: GoodJob) -> dict[uuid.UUID, bool | None]:
+    return {p.id: p.alive for p in processes.all_processes(gj.database)}
+
+
+def test_the_row_describes_the_process(gj: GoodJob, database_url: str) -> None:
+    processes.state_providers.append(lambda: {"schedulers": [{"queues": "*", "max_threads": 5}]})
+    try:
+        tracker = CapsuleTracker(gj)
+        with tracker.register():
+            tracker.id_for_lock()
+            state = sql(database_url, "SELECT state FROM goodjob_processes")[0][0]
+    finally:
+        processes.state_providers.pop()
+    assert state["hostname"] == socket.gethostname()
+    assert state["pid"] == os.getpid()
+    assert state["proctitle"]
+    assert isinstance(state["memory"], int)
+    assert state["memory"] > 0
+    assert state["version"] == "0.1.0"
+    assert state["schedulers"] == [{"queues": "*", "max_threads": 5}]
+
+
+def test_timestamps_come_from_the_database_clock(
+    gj: GoodJob, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This host's clock is a day fast: nothing it writes or judges may depend on it.
+    skewed = time.time() + 86_400
+    monkeypatch.setattr(time, "time", lambda: skewed)
+    tracker = CapsuleTracker(gj)
+    with tracker.register():
+        tracker.id_for_lock()
+        lag = sql(
+            database_url,
+            "SELECT now() - updated_at < interval '5 seconds', now() >= updated_at,"
+            " created_at IS NOT NULL FROM goodjob_processes",
+        )
+        assert lag == [(True, True, True)]
+        assert liveness(gj) == {tracker.process_id: True}
+
+
+def test_heartbeat_only_liveness_follows_the_expiry_interval(
+    make_app: Any, database_url: str
+) -> None:
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=120.0)
+    fresh = insert_process(database_url, updated_at="now() - interval '119 seconds'")
+    expired = insert_process(database_url, updated_at="now() - interval '121 seconds'")
+    assert liveness(gj) == {fresh: True, expired: False}
+
+
+def test_advisory_liveness_follows_the_lock_not_the_heartbeat(
+    gj: GoodJob, database_url: str
+) -> None:
+    held = insert_process(database_url, lock_type="advisory", updated_at="now() - interval '1 day'")
+    lost = insert_process(database_url, lock_type="advisory")
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(goodjob_lock_key(%s))", (held,))
+        assert liveness(gj) == {held: True, lost: False}
+        result = processes.sweep(gj.database)
+        assert (result.dead_processes, result.released_jobs) == (1, 0)
+        assert liveness(gj) == {held: True}
+        holder.execute("SELECT pg_advisory_unlock_all()")
+    assert liveness(gj) == {held: False}
+    assert processes.sweep(gj.database).dead_processes == 1
+
+
+def test_restart_grace_covers_only_rows_refreshed_before_the_restart(
+    gj: GoodJob, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = insert_process(
+        database_url,
+        lock_type="advisory",
+        updated_at="pg_postmaster_start_time() - interval '1 second'",
+    )
+    after = insert_process(database_url, lock_type="advisory")
+    monkeypatch.setattr(processes, "RESTART_GRACE_SECONDS", 10.0**9)  # "the server just restarted"
+    assert liveness(gj) == {before: True, after: False}
+    monkeypatch.setattr(processes, "RESTART_GRACE_SECONDS", 0.0)
+    assert liveness(gj) == {before: False, after: False}
+
+
+def test_sweep_releases_dead_and_orphaned_claims_and_deletes_dead_rows(
+    make_app: Any, database_url: str
+) -> None:
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
+    live = insert_process(database_url)
+    dead = insert_process(database_url, updated_at="now() - interval '2 minutes'")
+    live_job = insert_job(database_url, live)
+    dead_job = insert_job(database_url, dead, queue="mail")
+    orphan_job = insert_job(database_url, uuid.uuid4(), queue="mail")
+    free_job = insert_job(database_url, None)
+    finished = insert_job(database_url, dead)
+    sql(database_url, "UPDATE goodjob_jobs SET finished_at = now() WHERE id = %s", (finished,))
+
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{CHANNEL}"')
+        result = processes.sweep(gj.database)
+        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+
+    assert result.swept
+    assert (result.dead_processes, result.released_jobs) == (1, 2)
+    assert liveness(gj) == {live: True}
+    assert locked_by(database_url, live_job) == live
+    assert locked_by(database_url, dead_job) is None
+    assert locked_by(database_url, orphan_job) is None
+    assert locked_by(database_url, free_job) is None
+    assert locked_by(database_url, finished) == dead  # finished history is left alone
+    assert payloads == ['{"queue" : "mail"}']  # released work wakes its queue, once
+    assert processes.sweep(gj.database) == processes.SweepResult(True, 0, 0)
+
+
+def test_one_sweeper_at_a_time(make_app: Any, database_url: str) -> None:
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
+    dead = insert_process(database_url, updated_at="now() - interval '2 minutes'")
+    job = insert_job(database_url, dead)
+    with psycopg.connect(database_url, autocommit=True) as other, other.transaction():
+        # Another process is sweeping right now (it holds the sweep lock).
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (processes.SWEEP_LOCK_KEY,))
+        assert processes.sweep(gj.database) == processes.SweepResult(False, 0, 0)
+        assert locked_by(database_url, job) == dead
+    assert processes.sweep(gj.database) == processes.SweepResult(True, 1, 1)
+
+
+def test_renew_refreshes_a_stale_row_and_sweeps(make_app: Any, database_url: str) -> None:
+    gj = make_app(process_stale_seconds=30.0, process_expired_seconds=60.0)
+    dead = insert_process(database_url, updated_at="now() - interval '2 minutes'")
+    tracker = CapsuleTracker(gj)
+    with tracker.register():
+        tracker.id_for_lock()
+        sql(database_url, "UPDATE goodjob_processes SET updated_at = now() - interval '1 minute'")
+        tracker._last_heartbeat -= 31  # as if 31 s had passed since the last heartbeat
+        tracker.renew()
+        ages = sql(
+            database_url,
+            "SELECT id, now() - updated_at < interval '5 seconds' FROM goodjob_processes",
+        )
+    assert ages == [(tracker.process_id, True)]
+    assert dead not in liveness(gj)
+
+
+def test_the_processes_command_lists_live_and_dead(make_app: Any, database_url: str) -> None:
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
+    tracker = CapsuleTracker(gj)
+    dead = insert_process(database_url, updated_at="now() - interval '2 minutes'")
+    with tracker.register(with_advisory_lock=True):
+        result = subprocess.run(
+            [sys.executable, "-m", "goodjob", "processes"],
+            env={
+                **os.environ,
+                "GOODJOB_DATABASE_URL": database_url,
+                "GOODJOB_PROCESS_EXPIRED_SECONDS": "60",
+                "COLUMNS": "200",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    mine = next(line for line in lines if str(tracker.process_id) in line)
+    theirs = next(line for line in lines if str(dead) in line)
+    assert "advisory" in mine
+    assert "yes" in mine
+    assert str(os.getpid()) in mine
+    assert "no" in theirs.split()
