@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from goodjob.errors import EmbeddedPostgresError
 
@@ -79,6 +81,7 @@ def _system_bin_dirs() -> list[Path]:
     return [p for p in found if (p / "pg_ctl").exists() and (p / "postgres").exists()]
 
 
+@functools.cache  # a subprocess per call, and status checks ask several times per command
 def _major_version(bin_dir: Path) -> str:
     out = subprocess.run(
         [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True
@@ -167,6 +170,12 @@ def _folder_lock(data_dir: Path) -> Iterator[None]:
 def _pg(bin_dir: Path, user: str | None, *args: str, timeout: float = START_TIMEOUT) -> str:
     # Output goes to a temporary file, not a pipe: the server that `pg_ctl start` leaves behind
     # inherits the pipe and would keep it open, so reading it to the end would never return.
+    # As another user, take its groups too: with root's group kept, a root-owned folder with
+    # rwx-----x would deny the server (group bits apply before the "other" bits that allow it).
+    groups: dict[str, Any] = {}
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        groups = {"group": entry.pw_gid, "extra_groups": os.getgrouplist(user, entry.pw_gid)}
     with tempfile.TemporaryFile("w+") as output:
         result = subprocess.run(
             [str(bin_dir / args[0]), *args[1:]],
@@ -178,6 +187,7 @@ def _pg(bin_dir: Path, user: str | None, *args: str, timeout: float = START_TIME
             timeout=timeout,
             check=False,
             cwd="/",
+            **groups,
         )
         output.seek(0)
         text = output.read()

