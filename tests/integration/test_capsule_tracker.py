@@ -341,21 +341,24 @@ def test_heartbeat_only_process_is_dead_only_after_expiry(
     other.unregister()
 
 
-def test_sigkilled_process_with_advisory_lock_is_swept_at_once(
-    gj: GoodJob, database_url: str
-) -> None:
-    script = textwrap.dedent(
-        """
-        import sys, goodjob
-        gj = goodjob.GoodJob(sys.argv[1], process_stale_seconds=30, process_expired_seconds=300)
-        tracker = goodjob.CapsuleTracker(gj)
-        tracker.register(with_advisory_lock=True)
-        print(tracker.process_id, flush=True)
-        sys.stdin.read()
-        """
-    )
+CHILD = textwrap.dedent(
+    """
+    import sys, goodjob
+    gj = goodjob.GoodJob(sys.argv[1], process_stale_seconds=30, process_expired_seconds=300)
+    tracker = goodjob.CapsuleTracker(gj)
+    tracker.register(with_advisory_lock=sys.argv[2] == "advisory")
+    print(tracker.id_for_lock(), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["advisory", "heartbeat"])
+def test_a_sigkilled_process_is_swept(make_app: MakeApp, database_url: str, kind: str) -> None:
+    # The sweeper (this test) expires heartbeat-only rows after 2 s.
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=2.0)
     child = subprocess.Popen(
-        [sys.executable, "-c", script, database_url],
+        [sys.executable, "-c", CHILD, database_url, kind],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -374,9 +377,18 @@ def test_sigkilled_process_with_advisory_lock_is_swept_at_once(
         assert child.stdin is not None
         child.stdin.close()
         child.stdout.close()  # type: ignore[union-attr]
-    wait_until(lambda: alive(gj, child_id) is False, timeout=5, message="the lock to go")
+    if kind == "advisory":
+        # Postgres dropped the lock with the connection: dead at once, no expiry to wait for.
+        wait_until(lambda: alive(gj, child_id) is False, timeout=1, message="the lock to go")
+    else:
+        # Nothing tells the database; the row stays alive until its heartbeat expires.
+        assert alive(gj, child_id) is True
+        assert processes.sweep(gj.database).dead_processes == 0
+        assert locked_by(database_url, job_id) == child_id
+        wait_until(lambda: alive(gj, child_id) is False, timeout=5, message="expiry")
     result = processes.sweep(gj.database)
-    assert (result.dead_processes, result.released_jobs) == (1, 2)
+    assert result.dead_processes == 1
+    assert result.released_jobs == (2 if kind == "advisory" else 1)  # the orphan went earlier
     assert locked_by(database_url, job_id) is None
     assert locked_by(database_url, orphan_id) is None
     assert process_rows(database_url) == []
