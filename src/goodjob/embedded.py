@@ -21,10 +21,12 @@ import importlib.util
 import logging
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ SERVER_SETTINGS = {
     # Durable defaults stay on (fsync, synchronous_commit); these only size the server for
     # a development machine running a test suite or a benchmark.
     "max_connections": "300",
-    "listen_addresses": "''",
+    "listen_addresses": "",  # no TCP at all: the Unix socket only
 }
 
 
@@ -57,7 +59,9 @@ class Server:
     bin_dir: Path
 
     def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={PORT}"
+        # Percent-encoded: a folder with a space or a "&" would otherwise break the URL.
+        host = urllib.parse.quote(str(self.socket_dir), safe="/")
+        return f"postgresql://postgres@/{database}?host={host}&port={PORT}"
 
 
 def _wheel_bin_dir() -> Path | None:
@@ -254,7 +258,12 @@ def _start(bin_dir: Path, user: str | None, data_dir: Path, socket_dir: Path) ->
     if user:
         _chown_tree(user, socket_dir)
     options = " ".join(
-        [f"-k {socket_dir}", f"-p {PORT}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())]
+        # pg_ctl hands these to the server through /bin/sh: quote what may hold spaces.
+        [
+            f"-k {shlex.quote(str(socket_dir))}",
+            f"-p {PORT}",
+            *(f"-c {shlex.quote(f'{k}={v}')}" for k, v in SERVER_SETTINGS.items()),
+        ]
     )
     logger.info("starting embedded Postgres", extra={"data_dir": str(data_dir)})
     _pg(

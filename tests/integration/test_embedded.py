@@ -69,7 +69,7 @@ def alive(pid: int) -> bool:
 def data_dir() -> Iterator[Path]:
     """A fresh data folder under /tmp; any server left on it is shut down afterwards."""
     base = Path(tempfile.mkdtemp(prefix="goodjob-embedded-", dir="/tmp"))
-    folder = base / "pg"
+    folder = base / "pg data"  # a space: the URL and the server's command line must quote it
     yield folder
     pid = postmaster_pid(folder)
     if pid is not None and alive(pid):
@@ -114,6 +114,7 @@ def test_concurrent_starters_share_one_server_which_is_then_reused(data_dir: Pat
     assert pwd.getpwuid(process_uid(pid))[0] == expected_user
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("goodjob",)
+        assert conn.execute("SHOW listen_addresses").fetchone() == ("",)  # the socket only
 
     # Started again (in this process): the running server is reused, not restarted.
     server = embedded.ensure_running(data_dir)
