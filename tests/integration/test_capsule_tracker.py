@@ -445,6 +445,7 @@ def test_after_fork_the_child_starts_clean_and_the_parent_keeps_its_lock(
     tracker = CapsuleTracker(gj)
     tracker.register(with_advisory_lock=True)
     parent_id = tracker.process_id
+    parent_pool = gj.database.pool
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then leave without running any cleanup of the parent's
@@ -454,16 +455,25 @@ def test_after_fork_the_child_starts_clean_and_the_parent_keeps_its_lock(
                 f"{tracker.process_id} {tracker.locks} {tracker.advisory_locks}"
                 f" {tracker.record is None} {tracker.id_for_lock()}"
             )
+            # The child works on its own: a fresh pool (the parent's sockets are not shared),
+            # its own lock connection and its own row.
+            report += f" {gj.database.pool is not parent_pool}"
+            with tracker.register(), tracker.register(with_advisory_lock=True):
+                tracker.id_for_lock()
+                report += f" {len(process_rows(database_url))} {tracker.advisory_locked()}"
             os.write(write_end, report.encode())
         finally:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
-        child_id, locks, advisory, no_record, id_for_lock = pipe.read().split()
+        report = pipe.read().split()
+        child_id, locks, advisory, no_record, id_for_lock, new_pool, rows, locked = report
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert uuid.UUID(child_id) != parent_id
     assert (locks, advisory, no_record, id_for_lock) == ("0", "0", "True", "None")
+    assert (new_pool, rows, locked) == ("True", "2", "True")  # the parent's row and its own
+    assert [row[0] for row in process_rows(database_url)] == [parent_id]
     # The child's exit closed nothing of the parent's: its lock and row are intact.
     assert tracker.advisory_locked()
     assert advisory_locks(database_url, parent_id) == 1
