@@ -82,7 +82,8 @@ def _system_bin_dirs() -> list[Path]:
     found += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
     if pg_ctl := shutil.which("pg_ctl"):
         found.append(Path(pg_ctl).resolve().parent)
-    return [p for p in found if (p / "pg_ctl").exists() and (p / "postgres").exists()]
+    unique = list(dict.fromkeys(p.resolve() for p in found))  # pg_config and PATH often agree
+    return [p for p in unique if (p / "pg_ctl").exists() and (p / "postgres").exists()]
 
 
 @functools.cache  # a subprocess per call, and status checks ask several times per command
