@@ -67,6 +67,9 @@ def test_the_row_describes_the_process(gj: GoodJob, database_url: str) -> None:
     assert state["memory"] > 0
     assert state["version"] == "0.1.0"
     assert state["schedulers"] == [{"queues": "*", "max_threads": 5}]
+    pool = state["database_connection_pool"]
+    assert pool["size"] == gj.settings.database_pool_size
+    assert 0 <= pool["active"] <= pool["size"]
 
 
 def test_timestamps_come_from_the_database_clock(

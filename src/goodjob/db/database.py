@@ -134,6 +134,18 @@ class Database:
                     self._pool.open(wait=False)
         return self._pool
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's size and connections in use (for the process record), as GoodJob shows."""
+        pool = self._pool
+        if pool is None:
+            return {"size": self.settings.database_pool_size, "active": 0, "waiting": 0}
+        stats = pool.get_stats()
+        return {
+            "size": stats.get("pool_max", self.settings.database_pool_size),
+            "active": stats.get("pool_size", 0) - stats.get("pool_available", 0),
+            "waiting": stats.get("requests_waiting", 0),
+        }
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None

@@ -90,9 +90,11 @@ def upsert(
     db: Database, process_id: uuid.UUID, *, advisory: bool, conn: DedicatedConnection | None = None
 ) -> tuple[ProcessRecord, bool]:
     """Create or refresh the row; returns it and whether it was (re-)created."""
+    state = process_state()
+    state["database_connection_pool"] = db.pool_stats()
     params = {
         "id": process_id,
-        "state": json(process_state()),
+        "state": json(state),
         "lock_type": "advisory" if advisory else None,
     }
     rows = conn.execute("process_upsert", params) if conn else db.execute("process_upsert", params)
