@@ -116,8 +116,9 @@ def test_advisory_liveness_follows_the_lock_not_the_heartbeat(
 
 
 def test_restart_grace_covers_only_rows_refreshed_before_the_restart(
-    gj: GoodJob, database_url: str, monkeypatch: pytest.MonkeyPatch
+    make_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gj = make_app(process_stale_seconds=0.01, process_expired_seconds=5.0)
     before = insert_process(
         database_url,
         lock_type="advisory",
@@ -128,6 +129,10 @@ def test_restart_grace_covers_only_rows_refreshed_before_the_restart(
     assert liveness(gj) == {before: True, after: False}
     monkeypatch.setattr(processes, "RESTART_GRACE_SECONDS", 0.0)
     assert liveness(gj) == {before: False, after: False}
+    # The grace is never shorter than two refresh periods of the judging process.
+    slow = make_app(process_stale_seconds=10.0**9, process_expired_seconds=10.0**10)
+    assert processes.liveness_params(slow.database)["restart_grace"] == 2.2 * 10.0**9
+    assert liveness(slow) == {before: True, after: False}
 
 
 def test_sweep_releases_dead_and_orphaned_claims_and_deletes_dead_rows(

@@ -107,7 +107,15 @@ def delete(db: Database, process_id: uuid.UUID) -> None:
 
 
 def liveness_params(db: Database) -> dict[str, Any]:
-    return {"expired": db.settings.process_expired_seconds, "restart_grace": RESTART_GRACE_SECONDS}
+    """The sweeper's judgement: the expiry, and the grace after a server restart.
+
+    The grace spans at least two refresh periods: a live process notices its lost lock at its
+    next refresh (up to one jittered period away) and may need a second try while the server
+    finishes starting.
+    """
+    settings = db.settings
+    grace = max(RESTART_GRACE_SECONDS, 2.2 * settings.process_stale_seconds)
+    return {"expired": settings.process_expired_seconds, "restart_grace": grace}
 
 
 def all_processes(db: Database) -> list[ProcessRecord]:
