@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -48,6 +49,28 @@ KEEPALIVES = {
 # socket and end the parent's session (and with it the parent's advisory lock).
 inherited: list[Any] = []
 _databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+# A pooled connection idle for longer than this is checked (an empty query) before it is handed
+# out: after a database restart or a network cut, every idle connection is dead, and without the
+# check each one would fail a statement first. Connections back from use within this time are
+# trusted, so a busy worker does not pay a round trip per statement.
+CHECK_IDLE_SECONDS = 1.0
+
+
+class _IdleCheck:
+    """The pool's ``check`` and ``reset`` callbacks: ping only connections that sat idle."""
+
+    def __init__(self) -> None:
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def reset(self, conn: Any) -> None:
+        self._returned[conn] = time.monotonic()
+
+    def check(self, conn: Any) -> None:
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned >= CHECK_IDLE_SECONDS:
+            ConnectionPool.check_connection(conn)
 
 
 def json(value: Any) -> Jsonb:
@@ -118,6 +141,7 @@ class Database:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
+                    idle_check = _IdleCheck()
                     self._pool = ConnectionPool(
                         self.url,
                         min_size=1,
@@ -130,6 +154,8 @@ class Database:
                         timeout=POOL_TIMEOUT,
                         open=False,
                         name="goodjob",
+                        check=idle_check.check,
+                        reset=idle_check.reset,
                     )
                     self._pool.open(wait=False)
         return self._pool
