@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from goodjob import CapsuleTracker, GoodJob, SchemaNotMigrated
+from goodjob import CapsuleTracker, GoodJob, SchemaNotMigrated, embedded
 from goodjob.records import processes
 from tests.helpers import sql, wait_until
 
 MakeApp = Callable[..., GoodJob]
+
+
+@pytest.fixture
+def own_server_dir() -> Iterator[Path]:
+    """A data folder for a server of this test's own (stopped and removed afterwards)."""
+    base = Path(tempfile.mkdtemp(prefix="goodjob-tracker-", dir="/tmp"))
+    yield base / "pg"
+    if embedded.is_running(base / "pg"):
+        embedded.stop(base / "pg")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def process_rows(url: str) -> list[tuple[Any, ...]]:
@@ -513,3 +527,35 @@ def test_plain_last_unregister_still_releases_a_lock_on_a_given_connection(
         assert process_rows(database_url) == []
     finally:
         conn.close()
+
+
+def test_a_tracker_takes_its_lock_again_after_the_server_restarts(own_server_dir: Path) -> None:
+    # A server of its own: restarting the suite's shared one would cut every other test.
+    url = embedded.ensure_running(own_server_dir).url()
+    gj = GoodJob(url, process_stale_seconds=0.2, process_expired_seconds=10.0)
+    gj.migrate()
+    tracker = CapsuleTracker(gj)
+    tracker.register(with_advisory_lock=True)
+    try:
+        embedded.stop(own_server_dir)  # every session, and with them every advisory lock, is gone
+        assert embedded.ensure_running(own_server_dir).url() == url
+
+        def relocked() -> bool:
+            try:
+                with psycopg.connect(url) as conn:
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND ((classid::bigint << 32) | objid::bigint) = goodjob_lock_key(%s)",
+                        (tracker.process_id,),
+                    ).fetchone()
+            except psycopg.OperationalError:
+                return False
+            return row == (1,)
+
+        wait_until(relocked, timeout=15, message="the tracker to lock its row again")
+        assert {p.id: p.alive for p in processes.all_processes(gj.database)} == {
+            tracker.process_id: True
+        }
+    finally:
+        tracker.unregister(with_advisory_lock=True)
+        gj.close()

@@ -18,8 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from goodjob import CapsuleTracker, EmbeddedPostgresError, GoodJob, embedded
-from goodjob.records import processes
+from goodjob import EmbeddedPostgresError, GoodJob, embedded
 from tests.helpers import wait_until
 
 START = (
@@ -153,9 +152,6 @@ def test_the_db_commands(data_dir: Path) -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     pid = postmaster_pid(deep)
-    again = goodjob_db("start", data_dir=deep)
-    assert again.stdout.strip().splitlines()[-1] == url
-    assert postmaster_pid(deep) == pid  # reused
 
     stopped = goodjob_db("stop", data_dir=deep)
     assert stopped.returncode == 0
@@ -238,34 +234,3 @@ def test_a_non_empty_folder_without_postgres_data_is_refused(data_dir: Path) -> 
     with pytest.raises(EmbeddedPostgresError, match="not empty"):
         embedded.ensure_running(data_dir)
     assert (data_dir / "notes.txt").read_text() == "mine"
-
-
-def test_a_tracker_takes_its_lock_again_after_the_server_restarts(data_dir: Path) -> None:
-    url = embedded.ensure_running(data_dir).url()
-    gj = GoodJob(url, process_stale_seconds=0.2, process_expired_seconds=10.0)
-    gj.migrate()
-    tracker = CapsuleTracker(gj)
-    tracker.register(with_advisory_lock=True)
-    try:
-        embedded.stop(data_dir)  # every session, and with them every advisory lock, is gone
-        assert embedded.ensure_running(data_dir).url() == url
-
-        def relocked() -> bool:
-            try:
-                with psycopg.connect(url) as conn:
-                    row = conn.execute(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND ((classid::bigint << 32) | objid::bigint) = goodjob_lock_key(%s)",
-                        (tracker.process_id,),
-                    ).fetchone()
-            except psycopg.OperationalError:
-                return False
-            return row == (1,)
-
-        wait_until(relocked, timeout=15, message="the tracker to lock its row again")
-        assert {p.id: p.alive for p in processes.all_processes(gj.database)} == {
-            tracker.process_id: True
-        }
-    finally:
-        tracker.unregister(with_advisory_lock=True)
-        gj.close()
