@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -236,4 +237,17 @@ def test_the_processes_command_on_an_unmigrated_database(empty_database_url: str
     result = cli("processes", url=empty_database_url)
     assert result.returncode == 1
     assert "run `goodjob migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_against_an_unreachable_database_fails_at_once_with_the_reason(
+    tmp_path: Any,
+) -> None:
+    url = f"postgresql://postgres@/goodjob?host={tmp_path}"  # no server has a socket there
+    started = time.monotonic()
+    result = cli("migrate", url=url)
+    assert time.monotonic() - started < 15  # not the pool's 30 s of silent retries
+    assert result.returncode == 1
+    assert "error: the database cannot be reached" in result.stderr
+    assert "No such file or directory" in result.stderr  # libpq's own reason
     assert "Traceback" not in result.stderr

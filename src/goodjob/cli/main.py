@@ -64,7 +64,7 @@ class GoodJobGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Error as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             ctx.exit(1)
 
 

@@ -141,6 +141,9 @@ class Database:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
+                    # One direct attempt first: an unreachable database then fails at once with
+                    # libpq's own reason, instead of after POOL_TIMEOUT of silent pool retries.
+                    psycopg.connect(self.url, **self._connect_kwargs("probe")).close()
                     idle_check = _IdleCheck()
                     self._pool = ConnectionPool(
                         self.url,
