@@ -369,8 +369,10 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("kind", ["advisory", "heartbeat"])
 def test_a_sigkilled_process_is_swept(make_app: MakeApp, database_url: str, kind: str) -> None:
-    # The sweeper (this test) expires heartbeat-only rows after 2 s.
-    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=2.0)
+    # The sweeper (this test) expires heartbeat-only rows after 2 s; for the advisory case the
+    # expiry is 5 minutes, so only the lost lock can tell it the process died.
+    expiry = 300.0 if kind == "advisory" else 2.0
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=expiry)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, database_url, kind],
         stdin=subprocess.PIPE,
@@ -393,7 +395,7 @@ def test_a_sigkilled_process_is_swept(make_app: MakeApp, database_url: str, kind
         child.stdout.close()  # type: ignore[union-attr]
     if kind == "advisory":
         # Postgres dropped the lock with the connection: dead at once, no expiry to wait for.
-        wait_until(lambda: alive(gj, child_id) is False, timeout=1, message="the lock to go")
+        wait_until(lambda: alive(gj, child_id) is False, timeout=5, message="the lock to go")
     else:
         # Nothing tells the database; the row stays alive until its heartbeat expires.
         assert alive(gj, child_id) is True
