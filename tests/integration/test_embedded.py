@@ -12,13 +12,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from goodjob import EmbeddedPostgresError, GoodJob, embedded
+from goodjob import DatabaseUnavailable, EmbeddedPostgresError, GoodJob, embedded
+from goodjob.db import database as database_module
 from tests.helpers import wait_until
 
 START = (
@@ -234,3 +236,40 @@ def test_a_non_empty_folder_without_postgres_data_is_refused(data_dir: Path) -> 
     with pytest.raises(EmbeddedPostgresError, match="not empty"):
         embedded.ensure_running(data_dir)
     assert (data_dir / "notes.txt").read_text() == "mine"
+
+
+def test_a_restart_fails_at_most_one_pooled_statement(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = embedded.ensure_running(data_dir).url()
+    gj = GoodJob(url, database_pool_size=4)
+    try:
+        gj.migrate()
+        # Three connections in the pool, all idle and all about to die with the server.
+        start = threading.Barrier(3)
+
+        def hold() -> None:
+            with gj.database.connection() as conn:
+                start.wait(timeout=10)
+                conn.execute("SELECT 1")
+
+        threads = [threading.Thread(target=hold) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert gj.database.pool.get_stats()["pool_size"] >= 3
+        # Never ping idle connections: only the check after the first failure may save the rest.
+        monkeypatch.setattr(database_module, "CHECK_IDLE_SECONDS", float("inf"))
+        embedded.stop(data_dir)
+        embedded.ensure_running(data_dir)
+        failures = 0
+        for _ in range(4):
+            try:
+                gj.database.execute("migrations_applied")
+            except DatabaseUnavailable:
+                failures += 1
+        assert failures <= 1
+        assert gj.database.execute("migrations_applied") == [{"version": "0001"}]
+    finally:
+        gj.close()

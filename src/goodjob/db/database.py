@@ -164,7 +164,10 @@ class Database:
         return self._pool
 
     def pool_stats(self) -> dict[str, int]:
-        """The pool's size and connections in use (for the process record), as GoodJob shows."""
+        """The pool's size and connections in use (for the process record), as GoodJob shows.
+
+        ``active`` counts connections handed out or being opened (the pool does not tell apart).
+        """
         pool = self._pool
         if pool is None:
             return {"size": self.settings.database_pool_size, "active": 0, "waiting": 0}
@@ -193,16 +196,30 @@ class Database:
         self._lock = threading.RLock()
 
     @contextlib.contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[Row]]:
+        pool = self.pool
+        with pool.connection() as conn:
+            try:
+                yield cast("psycopg.Connection[Row]", conn)
+            except BaseException:
+                if conn.broken:
+                    # A server restart or a network cut kills every idle connection at once:
+                    # check them all now, so that this statement is the only one it fails.
+                    with contextlib.suppress(Exception):
+                        pool.check()
+                raise
+
+    @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Row]]:
         """A pooled connection in autocommit mode."""
-        with translate_errors(), self.pool.connection() as conn:
-            yield cast("psycopg.Connection[Row]", conn)
+        with translate_errors(), self._pooled() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Row]]:
         """A pooled connection inside one transaction, committed on success."""
-        with translate_errors(), self.pool.connection() as conn, conn.transaction():
-            yield cast("psycopg.Connection[Row]", conn)
+        with translate_errors(), self._pooled() as conn, conn.transaction():
+            yield conn
 
     def dedicated(self, part: str) -> DedicatedConnection:
         """A connection of its own, outside the pool (LISTEN, session advisory locks)."""
@@ -235,7 +252,7 @@ class Database:
                 cur = conn.cursor(row_factory=dict_row)
                 cur.execute(sql, params)
                 return cur.fetchall() if cur.description else []
-            with self.pool.connection() as pooled:
+            with self._pooled() as pooled:
                 pooled_cur = pooled.cursor(row_factory=dict_row)
                 pooled_cur.execute(sql, params)
                 return pooled_cur.fetchall() if pooled_cur.description else []
