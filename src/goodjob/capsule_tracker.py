@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar
 
@@ -61,20 +61,23 @@ class Registration:
 
 
 class _RefreshTask:
-    """Calls ``renew`` every stale interval (jittered) until cancelled."""
+    """Calls ``renew`` every stale interval (jittered) until cancelled.
+
+    A small timer thread keeps the time; with an executor, each renewal is submitted to it as one
+    short task (as GoodJob's ScheduledTask does), so the executor's workers are never held
+    between heartbeats. A renewal still running when the next one is due is not doubled.
+    """
 
     def __init__(self, tracker: CapsuleTracker, executor: Executor | None) -> None:
         self._tracker = weakref.ref(tracker)
+        self._executor = executor
         self._stop = threading.Event()
         self._interval = tracker.settings.process_stale_seconds
-        self._thread: threading.Thread | None = None
-        if executor is None:
-            self._thread = threading.Thread(
-                target=self._run, name="goodjob-capsule-tracker", daemon=True
-            )
-            self._thread.start()
-        else:
-            executor.submit(self._run)
+        self._pending: Future[None] | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="goodjob-capsule-tracker", daemon=True
+        )
+        self._thread.start()
 
     @property
     def cancelled(self) -> bool:
@@ -82,20 +85,33 @@ class _RefreshTask:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval * (1 + JITTER * random.random())):
-            tracker = self._tracker()
-            if tracker is None:
-                return
-            try:
-                tracker._renew_from(self)
-            except Exception:
-                logger.exception("heartbeat failed", extra={"action": "heartbeat"})
-            del tracker  # no strong reference while waiting: the tracker may be collected
+            if self._executor is None:
+                self._renew()
+            elif self._pending is None or self._pending.done():
+                try:
+                    self._pending = self._executor.submit(self._renew)
+                except RuntimeError:  # the executor was shut down: keep the heartbeat alive
+                    logger.warning(
+                        "executor shut down; renewing on the timer thread",
+                        extra={"action": "heartbeat"},
+                    )
+                    self._executor = None
+                    self._renew()
+
+    def _renew(self) -> None:
+        tracker = self._tracker()
+        if tracker is None or self._stop.is_set():
+            return
+        try:
+            tracker._renew_from(self)
+        except Exception:
+            logger.exception("heartbeat failed", extra={"action": "heartbeat"})
 
     def cancel(self) -> None:
         """Stop the task; wait for its thread unless called from it. Never hold the mutex here:
         the thread may be waiting for it inside ``renew``."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
 

@@ -255,6 +255,8 @@ def test_refresh_runs_on_the_given_executor(make_app: MakeApp, database_url: str
                 timeout=3,
                 message="a heartbeat on the executor's thread",
             )
+            # The executor's only worker is not held between heartbeats.
+            assert executor.submit(lambda: "free").result(timeout=2) == "free"
     assert not [t for t in threading.enumerate() if t.name == "goodjob-capsule-tracker"]
 
 
