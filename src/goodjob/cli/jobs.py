@@ -80,4 +80,4 @@ def retry_job(app_spec: str | None, job_id: str) -> None:
     console.print(f"job {job.id} is {job.status}")
 
 
-COMMANDS = [cleanup_preserved_jobs, list_jobs, retry_job]
+COMMANDS: list[click.Command] = [cleanup_preserved_jobs, list_jobs, retry_job]
