@@ -149,7 +149,10 @@ class GoodJob:
         self.database.execute("jobs_insert", job_records.insert_params(new_jobs), conn=connection)
         handles = [self._handle(job) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
+            # Inline mode: run now, in this thread, and hand back what happened. With the
+            # caller's connection the jobs are not committed yet: gj.perform_inline() after.
             self.perform_inline()
+            handles = [job_records.get(self.database, h.id, app=self) or h for h in handles]
         return handles
 
     async def aenqueue_all(
