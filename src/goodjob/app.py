@@ -146,7 +146,7 @@ class GoodJob:
         if not new_jobs:
             return []
         self.check_schema()
-        self.database.execute("jobs_insert", job_records.insert_params(new_jobs), conn=connection)
+        job_records.insert(self.database, new_jobs, connection)
         handles = [self._handle(job) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
@@ -164,9 +164,7 @@ class GoodJob:
         new_jobs = [request.to_new_job() for request in requests]
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
-            await self.database.aexecute(
-                "jobs_insert", job_records.insert_params(new_jobs), connection
-            )
+            await job_records.ainsert(self.database, new_jobs, connection)
         return [self._handle(job) for job in new_jobs]
 
     def _handle(self, new: job_records.NewJob) -> Job:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from goodjob import ConfigurationError, GoodJob, SerializationError
+from goodjob.records.jobs import COPY_THRESHOLD
 from tests.helpers import sql
 
 
@@ -103,6 +104,64 @@ def test_bulk_enqueue_sends_one_notify_per_queue(
     assert count_jobs(database_url) == 10_000
     notes = received(listener)
     assert sorted(n["queue"] for n in notes) == ["even", "odd"]
+
+
+def test_small_batches_also_notify_once_per_queue(
+    gj: GoodJob, listener: psycopg.Connection[Any]
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    # below COPY_THRESHOLD: the single unnest statement
+    gj.enqueue_all([noop.using(queue=q).prepare() for q in ["a", "b", "a", "c"] * 5])
+    assert sorted(n["queue"] for n in received(listener)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 1])
+def test_bulk_enqueue_joins_the_callers_transaction(
+    gj: GoodJob, database_url: str, listener: psycopg.Connection[Any], size: int
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with psycopg.connect(database_url) as conn:
+        try:
+            with conn.transaction():
+                gj.enqueue_all([noop.prepare() for _ in range(size)], connection=conn)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        assert count_jobs(database_url) == 0
+        with conn.transaction():
+            jobs = gj.enqueue_all(
+                [noop.using(wait=60).prepare() for _ in range(size)], connection=conn
+            )
+            assert received(listener, 0.1) == []
+    assert count_jobs(database_url) == size
+    [note] = received(listener)
+    # the wake-up names the earliest start, computed with the database clock
+    scheduled = gj.job(jobs[0].id).scheduled_at
+    assert scheduled is not None
+    assert note["scheduled_at"] == pytest.approx(scheduled.timestamp(), abs=0.001)
+    assert gj.job(jobs[-1].id).status == "scheduled"
+
+
+def test_async_bulk_enqueue_with_copy(gj: GoodJob, database_url: str) -> None:
+    @gj.task
+    def noop(i: int) -> None: ...
+
+    async def scenario() -> None:
+        conn = await psycopg.AsyncConnection.connect(database_url)
+        async with conn, conn.transaction():
+            await gj.aenqueue_all(
+                [noop.using(labels=["bulk"]).prepare(i) for i in range(COPY_THRESHOLD)],
+                connection=conn,
+            )
+
+    asyncio.run(scenario())
+    jobs = gj.jobs(label="bulk", limit=10_000)
+    assert len(jobs) == COPY_THRESHOLD
+    assert sorted(j.args[0] for j in jobs) == list(range(COPY_THRESHOLD))
 
 
 def test_enqueue_all_of_nothing_is_nothing(gj: GoodJob, listener: psycopg.Connection[Any]) -> None:

@@ -350,3 +350,19 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id;
+
+-- name: jobs_now
+-- The transaction's database time, from which a COPY batch computes its scheduled_at values.
+SELECT now() AS now;
+
+-- name: jobs_copy
+-- Bulk insert of large batches (faster than unnest at thousands of rows); see jobs_notify.
+COPY goodjob_jobs (id, queue_name, priority, task_name, arguments, scheduled_at, labels,
+                   concurrency_key, batch_id)
+FROM STDIN;
+
+-- name: jobs_notify
+-- One NOTIFY per queue for a batch inserted by COPY, with the queue's earliest scheduled_at.
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', q.queue, 'scheduled_at', extract(epoch FROM q.scheduled_at))::text)
+FROM unnest(%(queues)s::text[], %(scheduled_ats)s::timestamptz[]) AS q(queue, scheduled_at);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json as jsonlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from goodjob.db import CHANNEL, Database, json
+from goodjob.db.database import translate_errors
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
 from goodjob.serialization import decode, decode_arguments
 
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 WAIT_FIRST_POLL = 0.02  # seconds
 WAIT_MAX_POLL = 0.5  # seconds
 CLEANUP_CHUNK = 1_000  # rows deleted per statement, so no single transaction grows large
+# Batches this large are inserted with COPY (about twice as fast as unnest at 10,000 rows);
+# smaller ones with the single unnest statement, which costs one round trip instead of four.
+COPY_THRESHOLD = 500
 
 STATUSES = ("scheduled", "queued", "running", "succeeded", "retried", "discarded")
 
@@ -204,6 +209,80 @@ def insert_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
         "batch_ids": [j.batch_id for j in jobs],
         "channel": CHANNEL,
     }
+
+
+def copy_rows(jobs: Sequence[NewJob], now: dt.datetime) -> list[tuple[Any, ...]]:
+    """The rows of ``jobs_copy``; ``now`` is the transaction's database time, so scheduled_at
+    is computed with the database clock exactly as ``jobs_insert`` would."""
+    return [
+        (
+            j.id,
+            j.queue_name,
+            j.priority,
+            j.task_name,
+            jsonlib.dumps(j.arguments),
+            j.run_at or now + dt.timedelta(seconds=j.wait),
+            list(j.labels) or None,
+            j.concurrency_key,
+            j.batch_id,
+        )
+        for j in jobs
+    ]
+
+
+def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Parameters of ``jobs_notify``: each queue once, with its earliest scheduled_at."""
+    earliest: dict[str, dt.datetime] = {}
+    for row in rows:
+        queue, scheduled_at = row[1], row[5]
+        if queue not in earliest or scheduled_at < earliest[queue]:
+            earliest[queue] = scheduled_at
+    return {"channel": CHANNEL, "queues": list(earliest), "scheduled_ats": list(earliest.values())}
+
+
+def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
+    """Insert jobs and wake each of their queues once; on ``conn`` (the caller's) if given."""
+    if len(jobs) < COPY_THRESHOLD:
+        db.execute("jobs_insert", insert_params(jobs), conn=conn)
+        return
+    with translate_errors(), db.transaction() if conn is None else _nested(conn) as tx:
+        now = db.execute("jobs_now", conn=tx)[0]["now"]
+        rows = copy_rows(jobs, now)
+        with tx.cursor().copy(db.sql("jobs_copy")) as copy:
+            for row in rows:
+                copy.write_row(row)
+        db.execute("jobs_notify", notify_params(rows), conn=tx)
+
+
+async def ainsert(db: Database, jobs: Sequence[NewJob], conn: Any) -> None:
+    """:func:`insert` on the caller's async connection."""
+    if len(jobs) < COPY_THRESHOLD:
+        await db.aexecute("jobs_insert", insert_params(jobs), conn)
+        return
+    with translate_errors():
+        async with conn.transaction():
+            now = (await db.aexecute("jobs_now", None, conn))[0]["now"]
+            rows = copy_rows(jobs, now)
+            async with conn.cursor().copy(db.sql("jobs_copy")) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await db.aexecute("jobs_notify", notify_params(rows), conn)
+
+
+class _nested:
+    """The caller's connection inside a transaction (a savepoint when one is open)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.tx: Any = None
+
+    def __enter__(self) -> Any:
+        self.tx = self.conn.transaction()
+        self.tx.__enter__()
+        return self.conn
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.tx.__exit__(*exc)
 
 
 def get(
