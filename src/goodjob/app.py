@@ -176,7 +176,10 @@ class GoodJob:
             queue_name=new.queue_name,
             priority=new.priority,
             arguments=new.arguments,
-            status="scheduled" if new.run_at or new.wait > 0 else "queued",
+            # A guess by the local clock, for the handle only; gj.job(id) asks the database.
+            status="scheduled"
+            if (new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)) or new.wait > 0
+            else "queued",
             scheduled_at=new.run_at,
             created_at=None,
             labels=new.labels,

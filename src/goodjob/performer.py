@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -276,7 +276,14 @@ class Performer:
                 ) from None
 
         if self.loop is None:
-            return asyncio.run(run())
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(run())
+            # Called from a thread that runs an event loop (inline mode inside async code):
+            # asyncio.run() would refuse, so the job gets a loop of its own in another thread.
+            with ThreadPoolExecutor(1, thread_name_prefix="goodjob-inline-async") as pool:
+                return pool.submit(asyncio.run, run()).result()
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
         return future.result()
 

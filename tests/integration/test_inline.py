@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 
@@ -84,3 +85,18 @@ def test_transactional_enqueue_runs_after_commit(inline: GoodJob, database_url: 
         assert ran == []  # not committed: not run at enqueue
     assert inline.perform_inline() == 1
     assert ran == [1]
+
+
+def test_inline_enqueue_from_async_code(inline: GoodJob) -> None:
+    @inline.task
+    async def child(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1
+
+    async def scenario() -> tuple[object, object]:
+        # a sync enqueue inside a running event loop, then the async face
+        first = child.enqueue(1)
+        second = await child.aenqueue(2)
+        return first.result, second.result
+
+    assert asyncio.run(scenario()) == (2, 3)
