@@ -86,6 +86,9 @@ WORKER = textwrap.dedent(
             performer.complete([performer.perform(job) for job in claimed])
 
     with gj.tracker.register():
+        gj.tracker.id_for_lock()  # connect before the start signal
+        print("ready", flush=True)
+        sys.stdin.readline()  # both processes start claiming together
         threads = [threading.Thread(target=loop) for _ in range(4)]
         for t in threads: t.start()
         for t in threads: t.join()
@@ -105,10 +108,25 @@ def test_two_processes_never_run_a_job_twice(
 
     gj.enqueue_all([work.prepare(i) for i in range(400)])
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, database_url, strategy]) for _ in range(2)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, database_url, strategy],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
     ]
     for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"  # blocks until that process is set up
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    for proc in procs:
         assert proc.wait(60) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
     assert executions_per_job(database_url) == Counter({1: 400})
     rows = sql(database_url, "SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NOT NULL")
     assert rows[0][0] == 400
