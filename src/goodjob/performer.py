@@ -322,9 +322,16 @@ class Performer:
                         "action": "fenced",
                     },
                 )
-        released = {o.job.queue_name for o in outcomes if o.kind in ("retry", "release")}
-        for queue in released:
-            self.gj.database.execute("jobs_renotify", {"channel": CHANNEL, "queue": queue})
+        # Recorded retries and releases are due again (now or after their wait): wake each
+        # queue once, with its earliest start.
+        due: dict[str, float] = {}
+        for o in outcomes:
+            if o.kind in ("retry", "release") and o.job.id in recorded:
+                due[o.job.queue_name] = min(o.wait, due.get(o.job.queue_name, o.wait))
+        for queue, wait in due.items():
+            self.gj.database.execute(
+                "jobs_renotify", {"channel": CHANNEL, "queue": queue, "wait": wait}
+            )
         return recorded
 
     # -- convenience ----------------------------------------------------------------------------

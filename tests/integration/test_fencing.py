@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from goodjob import GoodJob, current_job
-from goodjob.performer import Performer
+from goodjob.performer import Outcome, Performer
 from goodjob.records import processes
 from tests.helpers import sql, wait_until
 
@@ -111,3 +111,32 @@ def test_a_failed_outcome_is_fenced_too(make_app: type[GoodJob], database_url: s
         assert performer_a.complete([outcome]) == set()
     done = b.job(job.id)
     assert (done.status, done.error, done.result) == ("succeeded", None, "fine now")
+
+
+def test_a_job_released_at_shutdown_reruns_and_knows_it_was_interrupted(
+    make_app: type[GoodJob],
+) -> None:
+    a, _, runs = two_workers(make_app)
+    job = a.tasks["work"].enqueue("a")
+    performer = Performer(a)
+    with a.tracker.register():
+        [claimed] = performer.claim()
+        # What the runtime records for a job it interrupts at its shutdown timeout.
+        release = Outcome(
+            claimed,
+            "release",
+            0.5,
+            error="goodjob.JobInterrupted: shutdown",
+            error_event="interrupted",
+        )
+        assert performer.complete([release]) == {job.id}
+        between = a.job(job.id)
+        assert (between.status, between.attempts, between.error_event) == (
+            "retried",  # waiting for its next attempt, with the interruption as its error
+            1,
+            "interrupted",
+        )
+        assert between.executions[0].finished_at is not None
+        assert performer.drain() == 1
+    assert runs == [{"attempt": 2, "interrupted": True}]
+    assert [e.error_event for e in a.job(job.id).executions] == ["interrupted", None]

@@ -11,6 +11,7 @@ import pytest
 
 from goodjob import GoodJob, Job, Retry, current_job
 from goodjob.performer import Performer
+from goodjob.queues import parse_selection
 from tests.helpers import sql
 
 
@@ -268,3 +269,27 @@ def test_job_handle_type(gj: GoodJob) -> None:
     def noop() -> None: ...
 
     assert isinstance(noop.enqueue(), Job)
+
+
+@pytest.mark.parametrize(
+    ("queues", "expected"),
+    [
+        ("*", ["b1", "a1", "c1"]),
+        ("a,c", ["a1", "c1"]),
+        ("-a", ["b1", "c1"]),
+        ("+c,a", ["c1", "a1"]),
+    ],
+)
+def test_claims_follow_the_queue_selection(gj: GoodJob, queues: str, expected: list[str]) -> None:
+    @gj.task
+    def note(tag: str) -> str:
+        return tag
+
+    note.using(queue="b", priority=-1).enqueue("b1")
+    note.using(queue="a").enqueue("a1")
+    note.using(queue="c").enqueue("c1")
+    performer = Performer(gj, parse_selection(queues))
+    with gj.tracker.register():
+        claimed = performer.claim(10)
+        performer.complete([performer.perform(job) for job in claimed])
+    assert [job.arguments["args"][0] for job in claimed] == expected

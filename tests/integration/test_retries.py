@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+import psycopg
 import pytest
 
 from goodjob import GoodJob, Retry
@@ -124,3 +126,20 @@ def test_retry_on_unhandled_error_setting_retries_forever(make_app: type[GoodJob
     assert done.finished_at is None
     assert done.scheduled_at is not None
     assert done.scheduled_at <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+
+def test_a_retry_wakes_its_queue_with_the_time_it_is_due(gj: GoodJob, database_url: str) -> None:
+    @gj.task(queue="mail", retry=Retry(attempts=2, wait=60, jitter=0))
+    def fail() -> None:
+        raise RuntimeError
+
+    job = fail.enqueue()
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute('LISTEN "goodjob"')
+        attempt_once(gj)
+        [note] = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=1)]
+    scheduled = gj.job(job.id).scheduled_at
+    assert scheduled is not None
+    assert note["queue"] == "mail"
+    # computed in another statement a moment later: within a second of the stored time
+    assert note["scheduled_at"] == pytest.approx(scheduled.timestamp(), abs=1)

@@ -135,7 +135,8 @@ GROUP BY queue_name;
 -- name: jobs_claim
 -- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
--- attempt left open by a process that died. {queue_filter} and {queue_order} are fixed fragments
+-- attempt left open by a process that died. A job is reported interrupted when its previous
+-- attempt was (left open, or released at shutdown). {queue_filter} and {queue_order} are fixed fragments
 -- chosen by the queue selection, never user text. With %(skip_advisory_locked)s (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
 WITH me AS (
@@ -182,9 +183,13 @@ interrupted AS (
     WHERE e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
     RETURNING e.job_id
 )
-SELECT c.*, c.id IN (SELECT job_id FROM interrupted) AS interrupted
-FROM claimed c
-ORDER BY c.priority, c.scheduled_at, c.id;
+SELECT j.*,
+       j.id IN (SELECT job_id FROM interrupted)
+       OR EXISTS (SELECT 1 FROM goodjob_executions p
+                  WHERE p.job_id = j.id AND p.attempt = j.executions_count - 1
+                    AND p.error_event = 'interrupted') AS interrupted
+FROM claimed j
+ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
@@ -240,8 +245,11 @@ UNION ALL
 SELECT id FROM deleted;
 
 -- name: jobs_renotify
--- Wakes workers for a queue (after jobs were released or rescheduled).
-SELECT pg_notify(%(channel)s, json_build_object('queue', %(queue)s::text)::text);
+-- Wakes workers for a queue after jobs were released or rescheduled; %(wait)s seconds from now
+-- is the earliest of them, so a worker can set a timer instead of polling.
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', %(queue)s::text,
+           'scheduled_at', extract(epoch FROM now() + make_interval(secs => %(wait)s)))::text);
 
 -- name: job_get
 -- One job with its derived status.
