@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from goodjob import GoodJob, current_job
 from goodjob.performer import Outcome, Performer
 from goodjob.records import processes
@@ -40,7 +42,7 @@ def lose_claim(gj: GoodJob, database_url: str, job_id: object) -> None:
 
 
 def test_a_late_completion_is_fenced_out_and_the_newer_run_stands(
-    make_app: type[GoodJob], database_url: str
+    make_app: type[GoodJob], database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b, runs = two_workers(make_app)
     job = a.tasks["work"].enqueue("b")  # arguments say "b": only B's run may be recorded
@@ -54,6 +56,8 @@ def test_a_late_completion_is_fenced_out_and_the_newer_run_stands(
         # A finishes its (stale) run while B is still running: fenced out.
         outcome_a = performer_a.perform(claimed_a)
         assert performer_a.complete([outcome_a]) == set()
+        fenced = [r for r in caplog.records if getattr(r, "action", None) == "fenced"]
+        assert [getattr(r, "job_id", None) for r in fenced] == [str(job.id)]
         assert b.job(job.id).status == "running"
         assert b.job(job.id).locked_by_id == b.tracker.process_id
 

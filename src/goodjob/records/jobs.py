@@ -245,7 +245,7 @@ def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
     if len(jobs) < COPY_THRESHOLD:
         db.execute("jobs_insert", insert_params(jobs), conn=conn)
         return
-    with translate_errors(), db.transaction() if conn is None else _nested(conn) as tx:
+    with translate_errors(), db.transaction() if conn is None else _CallerTransaction(conn) as tx:
         now = db.execute("jobs_now", conn=tx)[0]["now"]
         rows = copy_rows(jobs, now)
         with tx.cursor().copy(db.sql("jobs_copy")) as copy:
@@ -269,7 +269,7 @@ async def ainsert(db: Database, jobs: Sequence[NewJob], conn: Any) -> None:
             await db.aexecute("jobs_notify", notify_params(rows), conn)
 
 
-class _nested:
+class _CallerTransaction:
     """The caller's connection inside a transaction (a savepoint when one is open)."""
 
     def __init__(self, conn: Any) -> None:
