@@ -9,6 +9,7 @@ process (a zombie) changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import datetime as dt
 import logging
@@ -23,7 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from goodjob.context import JobContext, reset_current, set_current
 from goodjob.db import CHANNEL, json
-from goodjob.errors import JobInterrupted, JobTimeout, SerializationError, UnknownTaskError
+from goodjob.errors import (
+    Error,
+    JobInterrupted,
+    JobTimeout,
+    SerializationError,
+    UnknownTaskError,
+)
 from goodjob.queues import QueueSelection
 from goodjob.serialization import decode_arguments, encode
 
@@ -171,7 +178,11 @@ class Performer:
             try:
                 locked = self.gj.job_locks.acquire(job.id)
             except BaseException:
-                self._unclaim(process_id, [j for j in claimed if j not in kept])
+                # No lock connection (database trouble): give every claim of this batch back
+                # rather than run some unlocked; if even that fails, this process's
+                # unregistration (or the sweep once it is gone) releases them.
+                with contextlib.suppress(Error):
+                    self._unclaim(process_id, claimed)
                 raise
             if locked:
                 kept.append(job)
