@@ -12,7 +12,7 @@ from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
-from goodjob.db.database import is_async_connection
+from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError, JobNotFound
 from goodjob.job_locks import JobLocks
 from goodjob.records import jobs as job_records
@@ -142,6 +142,12 @@ class GoodJob:
         With ``connection`` (the caller's psycopg connection) the jobs join the caller's
         transaction: they exist if and only if it commits, and workers hear of them on commit.
         """
+        if connection is not None and not is_connection(connection):
+            raise ConfigurationError(
+                f"connection={connection!r}: pass a psycopg Connection or AsyncConnection"
+            )
+        if is_async_connection(connection):
+            raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
         new_jobs = [request.to_new_job() for request in requests]
         if not new_jobs:
             return []

@@ -83,6 +83,22 @@ def test_bad_options_are_refused(gj: GoodJob) -> None:
         gj.task(discard_on=[int])(lambda: None)  # type: ignore[list-item]
 
 
+def test_a_connection_of_the_wrong_kind_is_refused(gj: GoodJob, database_url: str) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="psycopg Connection"):
+        noop.using(connection=object()).enqueue()
+
+    async def sync_enqueue_on_async_connection() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            noop.using(connection=conn).enqueue()
+
+    with pytest.raises(ConfigurationError, match="aenqueue"):
+        asyncio.run(sync_enqueue_on_async_connection())
+    assert count_jobs(database_url) == 0
+
+
 def test_aenqueue(gj: GoodJob) -> None:
     @gj.task
     def noop(x: int) -> None: ...
