@@ -293,3 +293,22 @@ def test_claims_follow_the_queue_selection(gj: GoodJob, queues: str, expected: l
         claimed = performer.claim(10)
         performer.complete([performer.perform(job) for job in claimed])
     assert [job.arguments["args"][0] for job in claimed] == expected
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_running_job_holds_no_pooled_connection(make_app: type[GoodJob], kind: str) -> None:
+    # A slow heartbeat, so the tracker's refresh cannot borrow a connection mid-test.
+    gj = make_app(process_stale_seconds=30, process_expired_seconds=60)
+    in_use: list[int] = []
+
+    def look() -> None:
+        stats = gj.database.pool.get_stats()
+        in_use.append(stats["pool_size"] - stats["pool_available"])
+
+    async def async_look() -> None:
+        look()
+
+    gj.task(name="look")(look if kind == "sync" else async_look)
+    gj.tasks["look"].enqueue()
+    Performer(gj).drain()
+    assert in_use == [0]
