@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
@@ -11,12 +12,13 @@ from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
-from goodjob.db.database import is_async_connection
+from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError, JobNotFound
+from goodjob.job_locks import JobLocks
 from goodjob.records import jobs as job_records
 from goodjob.records.jobs import Job
 from goodjob.retry import Retry
-from goodjob.task import JobRequest, P, R, Task, TaskOptions
+from goodjob.task import ErrorHandler, JobRequest, P, R, Task, TaskOptions
 
 ExecutionMode = Literal["external", "async", "inline"]
 
@@ -45,9 +47,12 @@ class GoodJob:
         self.execution_mode: ExecutionMode = execution_mode
         self.default_retry = retry
         self.database = Database(self.settings)
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigurationError(f"retry={retry!r}: pass a goodjob.Retry(...)")
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._tracker: CapsuleTracker | None = None
         self._schema_checked = False
+        self._job_locks: JobLocks | None = None
 
     def __repr__(self) -> str:
         return f"<GoodJob tasks={len(self.tasks)} mode={self.execution_mode}>"
@@ -68,6 +73,7 @@ class GoodJob:
         retry: Retry | None = None,
         discard_on: Sequence[type[BaseException]] = (),
         timeout: float | None = None,
+        handle: ErrorHandler | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -81,10 +87,19 @@ class GoodJob:
         retry: Retry | None = None,
         discard_on: Sequence[type[BaseException]] = (),
         timeout: float | None = None,
+        handle: ErrorHandler | None = None,
     ) -> Any:
-        """Register a function as a task: ``@gj.task`` or ``@gj.task(queue="mail", ...)``."""
+        """Register a function as a task: ``@gj.task`` or ``@gj.task(queue="mail", ...)``.
+
+        ``retry`` (a :class:`Retry`) says which errors are retried and how; ``discard_on`` lists
+        errors that end the job at once; ``timeout`` interrupts an attempt after that many
+        seconds (a :class:`JobTimeout` error); ``handle(error)`` is called first with any error
+        the task raises and, unless it raises itself, the job succeeds with a ``handled`` error.
+        """
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(function):
+                raise ConfigurationError(f"@gj.task needs a function, not {function!r}")
             task = Task(
                 self,
                 function,
@@ -93,6 +108,7 @@ class GoodJob:
                 retry=retry,
                 discard_on=tuple(discard_on),
                 timeout=timeout,
+                handle=handle,
             )
             existing = self.tasks.get(task.name)
             if existing is not None and existing.fn is not function:
@@ -126,14 +142,23 @@ class GoodJob:
         With ``connection`` (the caller's psycopg connection) the jobs join the caller's
         transaction: they exist if and only if it commits, and workers hear of them on commit.
         """
+        if connection is not None and not is_connection(connection):
+            raise ConfigurationError(
+                f"connection={connection!r}: pass a psycopg Connection or AsyncConnection"
+            )
+        if is_async_connection(connection):
+            raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
         new_jobs = [request.to_new_job() for request in requests]
         if not new_jobs:
             return []
         self.check_schema()
-        self.database.execute("jobs_insert", job_records.insert_params(new_jobs), conn=connection)
+        job_records.insert(self.database, new_jobs, connection)
         handles = [self._handle(job) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
+            # Inline mode: run now, in this thread, and hand back what happened. With the
+            # caller's connection the jobs are not committed yet: gj.perform_inline() after.
             self.perform_inline()
+            handles = [job_records.get(self.database, h.id, app=self) or h for h in handles]
         return handles
 
     async def aenqueue_all(
@@ -145,19 +170,22 @@ class GoodJob:
         new_jobs = [request.to_new_job() for request in requests]
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
-            await self.database.aexecute(
-                "jobs_insert", job_records.insert_params(new_jobs), connection
-            )
+            await job_records.ainsert(self.database, new_jobs, connection)
         return [self._handle(job) for job in new_jobs]
 
     def _handle(self, new: job_records.NewJob) -> Job:
+        """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
         return Job(
+            app=self,
             id=new.id,
             task_name=new.task_name,
             queue_name=new.queue_name,
             priority=new.priority,
             arguments=new.arguments,
-            status="scheduled" if new.run_at or new.wait > 0 else "queued",
+            # A guess by the local clock, for the handle only; gj.job(id) asks the database.
+            status="scheduled"
+            if (new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)) or new.wait > 0
+            else "queued",
             scheduled_at=new.run_at,
             created_at=None,
             labels=new.labels,
@@ -168,16 +196,85 @@ class GoodJob:
     def job(self, job_id: uuid.UUID | str) -> Job:
         """The job with this id, fresh from the database."""
         job_id = uuid.UUID(str(job_id))
-        job = job_records.get(self.database, job_id)
+        job = job_records.get(self.database, job_id, app=self)
         if job is None:
             raise JobNotFound(f"no job has id {job_id}")
         return job
 
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | Task[Any, Any] | None = None,
+        label: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every filter given, newest first (without their executions)."""
+        task_name = task.name if isinstance(task, Task) else task
+        return job_records.find(
+            self.database,
+            status=status,
+            queue=queue,
+            task=task_name,
+            label=label,
+            limit=limit,
+            app=self,
+        )
+
+    def retry_job(self, job_id: uuid.UUID | str) -> Job:
+        """Run a discarded job again (now); JobStateError for any other state."""
+        job_records.retry(self.database, uuid.UUID(str(job_id)))
+        return self.job(job_id)
+
+    def discard_job(self, job_id: uuid.UUID | str, *, force: bool = False) -> Job:
+        """End an unfinished job as discarded. A running one is refused unless ``force``:
+        then its worker's late completion is fenced out, though its code may still finish."""
+        job_records.discard(self.database, uuid.UUID(str(job_id)), force=force)
+        return self.job(job_id)
+
+    def reschedule_job(self, job_id: uuid.UUID | str) -> Job:
+        """Make a job that waits to run (scheduled, queued, retried) due now."""
+        job_records.reschedule(self.database, uuid.UUID(str(job_id)))
+        return self.job(job_id)
+
+    def destroy_job(self, job_id: uuid.UUID | str) -> None:
+        """Delete a finished job and its executions."""
+        job_records.destroy(self.database, uuid.UUID(str(job_id)))
+
+    def cleanup_preserved_jobs(
+        self,
+        older_than: float | dt.timedelta | None = None,
+        *,
+        include_discarded: bool | None = None,
+    ) -> int:
+        """Delete finished jobs older than ``older_than`` (seconds or timedelta; default the
+        ``cleanup_preserved_jobs_before_seconds_ago`` setting), in chunks; returns how many."""
+        if older_than is None:
+            older_than = self.settings.cleanup_preserved_jobs_before_seconds_ago
+        if isinstance(older_than, dt.timedelta):
+            older_than = older_than.total_seconds()
+        if include_discarded is None:
+            include_discarded = self.settings.cleanup_discarded_jobs
+        return job_records.cleanup(
+            self.database, older_than=float(older_than), include_discarded=include_discarded
+        )
+
     def perform_inline(self) -> int:
-        """Run every due job now, in this thread (inline mode and tests); returns how many."""
+        """Run every due job now, in this thread (inline mode and tests); returns how many.
+
+        In inline mode a job's unhandled error is raised to the caller.
+        """
         from goodjob.performer import Performer
 
         return Performer(self, raise_errors=self.execution_mode == "inline").drain()
+
+    @property
+    def job_locks(self) -> JobLocks:
+        """The per-job session advisory locks of the advisory and hybrid lock strategies."""
+        if self._job_locks is None:
+            self._job_locks = JobLocks(self.database)
+        return self._job_locks
 
     # -- the process --------------------------------------------------------------------------
 
@@ -190,4 +287,6 @@ class GoodJob:
 
     def close(self) -> None:
         """Close the app's connections."""
+        if self._job_locks is not None:
+            self._job_locks.close()
         self.database.close()

@@ -9,6 +9,7 @@ process (a zombie) changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import datetime as dt
 import logging
@@ -17,13 +18,19 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from goodjob.context import JobContext, reset_current, set_current
 from goodjob.db import CHANNEL, json
-from goodjob.errors import JobInterrupted, JobTimeout, SerializationError, UnknownTaskError
+from goodjob.errors import (
+    Error,
+    JobInterrupted,
+    JobTimeout,
+    SerializationError,
+    UnknownTaskError,
+)
 from goodjob.queues import QueueSelection
 from goodjob.serialization import decode_arguments, encode
 
@@ -79,6 +86,7 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
+        """Whether the attempt raised (also true of a handled error)."""
         return self.error is not None
 
 
@@ -111,6 +119,7 @@ def classify(
 
 
 def preserve(gj: GoodJob, kind: Kind, error_event: str | None) -> bool:
+    """Whether the job's row is kept once this outcome is recorded (preserve_job_records)."""
     policy = gj.settings.preserve_job_records
     if policy == "always" or kind in ("retry", "release"):
         return True
@@ -137,20 +146,64 @@ class Performer:
         self.loop = loop
         self.shutdown = shutdown or threading.Event()
         self._fragments = self.queues.sql_fragments()
+        self._advisory = gj.settings.lock_strategy in ("advisory", "hybrid")
 
     # -- claiming -----------------------------------------------------------------------------
 
     def claim(self, limit: int = 1) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs for this process (none when it is not registered)."""
+        """Claim up to ``limit`` due jobs for this process (none when it is not registered).
+
+        With the advisory or hybrid lock strategy each claimed job's session advisory lock is
+        taken too, and held until :meth:`complete` (or :meth:`release_locks`); a job whose lock
+        another session took in the meantime is given back at once.
+        """
         process_id = self.gj.tracker.id_for_lock()
         if process_id is None:
             return []
         rows = self.gj.database.execute(
             "jobs_claim",
-            {"process_id": process_id, "limit": limit, "queues": list(self.queues.names)},
+            {
+                "process_id": process_id,
+                "limit": limit,
+                "queues": list(self.queues.names),
+                "skip_advisory_locked": self._advisory,
+            },
             fragments=self._fragments,
         )
-        return [ClaimedJob.from_row(row) for row in rows]
+        claimed = [ClaimedJob.from_row(row) for row in rows]
+        if not self._advisory:
+            return claimed
+        kept = []
+        for job in claimed:
+            try:
+                locked = self.gj.job_locks.acquire(job.id)
+            except BaseException:
+                # No lock connection (database trouble): give every claim of this batch back
+                # rather than run some unlocked; if even that fails, this process's
+                # unregistration (or the sweep once it is gone) releases them.
+                with contextlib.suppress(Error):
+                    self._unclaim(process_id, claimed)
+                raise
+            if locked:
+                kept.append(job)
+            else:
+                # Race: between the claim's look at pg_locks and now, another session took the
+                # job's lock (a zombie still running it). Undo the claim; it runs later.
+                self._unclaim(process_id, [job])
+        return kept
+
+    def _unclaim(self, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> None:
+        for job in jobs:
+            self.gj.job_locks.release(job.id)
+            self.gj.database.execute(
+                "jobs_unclaim", {"id": job.id, "process_id": process_id, "attempt": job.attempt}
+            )
+
+    def release_locks(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Drop the advisory locks of jobs whose claims are released without :meth:`complete`
+        (e.g. interrupted at shutdown). A no-op under the skiplocked strategy."""
+        for job_id in job_ids:
+            self.gj.job_locks.release(job_id)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -168,6 +221,22 @@ class Performer:
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
+            if task is not None and task.handle is not None and isinstance(error, Exception):
+                try:
+                    task.handle(error)
+                except Exception as handler_error:
+                    # The handler declined (re-raised) or failed: classify what it raised.
+                    error = handler_error
+                else:
+                    return Outcome(
+                        job,
+                        "succeeded",
+                        time.monotonic() - started,
+                        error=_describe(error),
+                        error_event="handled",
+                        backtrace="".join(traceback.format_exception(error)),
+                        exception=error,
+                    )
             kind, event, wait = classify(self.gj, task, job, error)
             return Outcome(
                 job,
@@ -218,7 +287,14 @@ class Performer:
                 ) from None
 
         if self.loop is None:
-            return asyncio.run(run())
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(run())
+            # Called from a thread that runs an event loop (inline mode inside async code):
+            # asyncio.run() would refuse, so the job gets a loop of its own in another thread.
+            with ThreadPoolExecutor(1, thread_name_prefix="goodjob-inline-async") as pool:
+                return pool.submit(asyncio.run, run()).result()
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
         return future.result()
 
@@ -242,7 +318,11 @@ class Performer:
             "durations": [o.duration for o in outcomes],
             "preserve": [preserve(self.gj, o.kind, o.error_event) for o in outcomes],
         }
-        recorded = {row["id"] for row in self.gj.database.execute("jobs_complete", params)}
+        try:
+            recorded = {row["id"] for row in self.gj.database.execute("jobs_complete", params)}
+        finally:
+            if self._advisory:
+                self.release_locks([o.job.id for o in outcomes])
         for outcome in outcomes:
             if outcome.job.id not in recorded:
                 logger.warning(
@@ -253,9 +333,16 @@ class Performer:
                         "action": "fenced",
                     },
                 )
-        released = {o.job.queue_name for o in outcomes if o.kind in ("retry", "release")}
-        for queue in released:
-            self.gj.database.execute("jobs_renotify", {"channel": CHANNEL, "queue": queue})
+        # Recorded retries and releases are due again (now or after their wait): wake each
+        # queue once, with its earliest start.
+        due: dict[str, float] = {}
+        for o in outcomes:
+            if o.kind in ("retry", "release") and o.job.id in recorded:
+                due[o.job.queue_name] = min(o.wait, due.get(o.job.queue_name, o.wait))
+        for queue, wait in due.items():
+            self.gj.database.execute(
+                "jobs_renotify", {"channel": CHANNEL, "queue": queue, "wait": wait}
+            )
         return recorded
 
     # -- convenience ----------------------------------------------------------------------------

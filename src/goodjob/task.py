@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Called with the error of a failed attempt; returning (not raising) marks the error handled.
+ErrorHandler = Callable[[BaseException], Any]
 
 DEFAULT_QUEUE = "default"
 _QUEUE_FORBIDDEN = set(",;:*+- \t\n")
@@ -109,16 +111,30 @@ class Task(Generic[P, R]):
         retry: Retry | None = None,
         discard_on: tuple[type[BaseException], ...] = (),
         timeout: float | None = None,
+        handle: ErrorHandler | None = None,
     ) -> None:
         self.gj = gj
         self.fn = fn
+        # The stored name: the import path, so a worker importing the same module finds it.
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
         self.options = options or TaskOptions()
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigurationError(f"task {self.name}: retry={retry!r}: pass a goodjob.Retry")
         self.retry = retry
-        self.discard_on = discard_on
-        if timeout is not None and timeout <= 0:
+        if isinstance(discard_on, type):
+            discard_on = (discard_on,)
+        for kind in discard_on:
+            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+                raise ConfigurationError(
+                    f"task {self.name}: discard_on={kind!r} is not an exception class"
+                )
+        self.discard_on = tuple(discard_on)
+        if timeout is not None and not timeout > 0:
             raise ConfigurationError(f"task {self.name}: timeout={timeout!r} must be positive")
         self.timeout = timeout
+        if handle is not None and not callable(handle):
+            raise ConfigurationError(f"task {self.name}: handle={handle!r} is not callable")
+        self.handle = handle
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn

@@ -177,4 +177,10 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
+# The job commands live in their own module, which needs the helpers above.
+from goodjob.cli.jobs import COMMANDS as _JOB_COMMANDS  # noqa: E402
+
+for _command in _JOB_COMMANDS:
+    main.add_command(_command)
+
 __all__ = ["app_option", "env_name", "load_app", "main"]

@@ -139,10 +139,18 @@ GROUP BY queue_name;
 -- name: jobs_claim
 -- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
--- attempt left open by a process that died. {queue_filter} and {queue_order} are fixed fragments
--- chosen by the queue selection, never user text.
+-- attempt left open by a process that died. A job is reported interrupted when its previous
+-- attempt was (left open, or released at shutdown). {queue_filter} and {queue_order} are fixed fragments
+-- chosen by the queue selection, never user text. With %(skip_advisory_locked)s (the advisory
+-- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
 WITH me AS (
     SELECT 1 FROM goodjob_processes WHERE id = %(process_id)s
+),
+held AS MATERIALIZED (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    FROM pg_locks l
+    WHERE %(skip_advisory_locked)s AND l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),
 candidates AS (
     SELECT j.id
@@ -150,6 +158,7 @@ candidates AS (
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
       {queue_filter}
       AND EXISTS (SELECT 1 FROM me)
+      AND (NOT %(skip_advisory_locked)s OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
     LIMIT %(limit)s
     FOR NO KEY UPDATE OF j SKIP LOCKED
@@ -178,15 +187,19 @@ interrupted AS (
     WHERE e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
     RETURNING e.job_id
 )
-SELECT c.*, c.id IN (SELECT job_id FROM interrupted) AS interrupted
-FROM claimed c
-ORDER BY c.priority, c.scheduled_at, c.id;
+SELECT j.*,
+       j.id IN (SELECT job_id FROM interrupted)
+       OR EXISTS (SELECT 1 FROM goodjob_executions p
+                  WHERE p.job_id = j.id AND p.attempt = j.executions_count - 1
+                    AND p.error_event = 'interrupted') AS interrupted
+FROM claimed j
+ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
 -- that lost its claim changes nothing. Outcomes: succeeded and discarded finish the job; retry
 -- reschedules it after %(waits)s seconds; release returns it to the queue untouched (interrupted
--- at shutdown). Finished jobs that are not preserved are deleted instead. Returns the ids that
+-- at shutdown). A succeeded outcome may carry a handled error (error_event 'handled'). Finished jobs that are not preserved are deleted instead. Returns the ids that
 -- were recorded.
 WITH outcome AS (
     SELECT *
@@ -210,8 +223,9 @@ updated AS (
         scheduled_at = CASE WHEN f.kind = 'retry' THEN now() + make_interval(secs => f.wait)
                             ELSE j.scheduled_at END,
         result = CASE WHEN f.kind = 'succeeded' THEN f.result ELSE j.result END,
+        -- a handled error leaves the job succeeded: the error stays on the execution only
         error = CASE WHEN f.kind = 'succeeded' THEN NULL ELSE f.error END,
-        error_event = CASE WHEN f.kind = 'succeeded' THEN NULL ELSE f.error_event END,
+        error_event = f.error_event,
         updated_at = now()
     FROM fenced f
     WHERE j.id = f.id AND (f.preserve OR f.kind IN ('retry', 'release'))
@@ -235,8 +249,11 @@ UNION ALL
 SELECT id FROM deleted;
 
 -- name: jobs_renotify
--- Wakes workers for a queue (after jobs were released or rescheduled).
-SELECT pg_notify(%(channel)s, json_build_object('queue', %(queue)s::text)::text);
+-- Wakes workers for a queue after jobs were released or rescheduled; %(wait)s seconds from now
+-- is the earliest of them, so a worker can set a timer instead of polling.
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', %(queue)s::text,
+           'scheduled_at', extract(epoch FROM now() + make_interval(secs => %(wait)s)))::text);
 
 -- name: job_get
 -- One job with its derived status.
@@ -247,3 +264,117 @@ WHERE j.id = %(id)s;
 -- name: job_executions
 -- The attempts of one job, oldest first.
 SELECT * FROM goodjob_executions WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: jobs_unclaim
+-- Gives back a claim this process cannot run (its job's advisory lock is held elsewhere), as if
+-- the claim never happened: fenced like jobs_complete, the attempt and its execution undone.
+WITH undone AS (
+    UPDATE goodjob_jobs j
+    SET locked_by_id = NULL, locked_at = NULL, executions_count = j.executions_count - 1,
+        updated_at = now()
+    WHERE j.id = %(id)s AND j.locked_by_id = %(process_id)s AND j.executions_count = %(attempt)s
+    RETURNING j.id
+)
+DELETE FROM goodjob_executions e
+USING undone u
+WHERE e.job_id = u.id AND e.attempt = %(attempt)s
+RETURNING e.job_id;
+
+-- name: job_advisory_lock
+-- Takes the session advisory lock of one job (advisory and hybrid strategies) on this connection.
+SELECT pg_try_advisory_lock(goodjob_lock_key(%(id)s)) AS locked;
+
+-- name: job_advisory_unlock
+-- Releases the session advisory lock of one job on this connection.
+SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
+
+-- name: jobs_list
+-- Jobs filtered by status, queue, task and label (each optional), newest first.
+SELECT j.*, {status} AS status
+FROM goodjob_jobs j
+WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+  AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
+  AND (%(label)s::text IS NULL OR j.labels @> ARRAY[%(label)s::text])
+  AND (%(status)s::text IS NULL OR {status} = %(status)s)
+ORDER BY j.created_at DESC, j.id DESC
+LIMIT %(limit)s;
+
+-- name: job_retry
+-- Re-queues a discarded job to run now; refused (no row) unless it is finished with an error.
+WITH retried AS (
+    UPDATE goodjob_jobs j
+    SET finished_at = NULL, scheduled_at = now(), locked_by_id = NULL, locked_at = NULL,
+        updated_at = now()
+    WHERE j.id = %(id)s AND j.finished_at IS NOT NULL AND j.error IS NOT NULL
+    RETURNING j.id, j.queue_name
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', queue_name)::text) FROM retried
+)
+SELECT id, (SELECT count(*) FROM woken) AS notified FROM retried;
+
+-- name: job_discard
+-- Discards an unfinished job; a running one only with %(force)s, which also takes its claim
+-- away so the worker's late completion is fenced out. Closes the open execution.
+WITH discarded AS (
+    UPDATE goodjob_jobs j
+    SET finished_at = now(), locked_by_id = NULL, locked_at = NULL, error = %(error)s,
+        error_event = 'discarded', updated_at = now()
+    WHERE j.id = %(id)s AND j.finished_at IS NULL AND (j.locked_by_id IS NULL OR %(force)s)
+    RETURNING j.id
+),
+closed AS (
+    UPDATE goodjob_executions e
+    SET finished_at = now(), duration = now() - e.performed_at, error = %(error)s,
+        error_event = 'discarded', updated_at = now()
+    FROM discarded d
+    WHERE e.job_id = d.id AND e.finished_at IS NULL
+)
+SELECT id FROM discarded;
+
+-- name: job_reschedule
+-- Makes an unfinished, unclaimed job due now; refused (no row) for running or finished jobs.
+WITH rescheduled AS (
+    UPDATE goodjob_jobs j
+    SET scheduled_at = now(), updated_at = now()
+    WHERE j.id = %(id)s AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+    RETURNING j.id, j.queue_name
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', queue_name)::text) FROM rescheduled
+)
+SELECT id, (SELECT count(*) FROM woken) AS notified FROM rescheduled;
+
+-- name: job_destroy
+-- Deletes a finished job and (by cascade) its executions; refused (no row) for unfinished ones.
+DELETE FROM goodjob_jobs WHERE id = %(id)s AND finished_at IS NOT NULL RETURNING id;
+
+-- name: jobs_cleanup
+-- Deletes up to %(chunk)s finished jobs older than %(older_than)s seconds (their executions go by
+-- cascade); discarded ones only with %(include_discarded)s. Called in a loop, chunk by chunk.
+WITH doomed AS (
+    SELECT id FROM goodjob_jobs
+    WHERE finished_at IS NOT NULL
+      AND finished_at < now() - make_interval(secs => %(older_than)s)
+      AND (%(include_discarded)s OR error IS NULL)
+    ORDER BY finished_at
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id;
+
+-- name: jobs_now
+-- The transaction's database time, from which a COPY batch computes its scheduled_at values.
+SELECT now() AS now;
+
+-- name: jobs_copy
+-- Bulk insert of large batches (faster than unnest at thousands of rows); see jobs_notify.
+COPY goodjob_jobs (id, queue_name, priority, task_name, arguments, scheduled_at, labels,
+                   concurrency_key, batch_id)
+FROM STDIN;
+
+-- name: jobs_notify
+-- One NOTIFY per queue for a batch inserted by COPY, with the queue's earliest scheduled_at.
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', q.queue, 'scheduled_at', extract(epoch FROM q.scheduled_at))::text)
+FROM unnest(%(queues)s::text[], %(scheduled_ats)s::timestamptz[]) AS q(queue, scheduled_at);

@@ -1,0 +1,83 @@
+"""``goodjob`` commands about jobs: list them, retry one, clean up preserved records."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from goodjob.cli.main import app_option, console, load_app
+from goodjob.config import env_name
+from goodjob.records.jobs import STATUSES
+
+
+@click.command("cleanup-preserved-jobs")
+@app_option
+@click.option(
+    "--before-seconds-ago",
+    type=float,
+    default=None,
+    help="delete finished jobs older than this many seconds"
+    f" [env: {env_name('cleanup_preserved_jobs_before_seconds_ago')}; default 14 days]",
+)
+@click.option(
+    "--keep-discarded",
+    is_flag=True,
+    help="keep discarded jobs, delete succeeded ones only"
+    f" [env: {env_name('cleanup_discarded_jobs')}=false]",
+)
+def cleanup_preserved_jobs(
+    app_spec: str | None, before_seconds_ago: float | None, keep_discarded: bool
+) -> None:
+    """Delete old finished jobs and their executions, in chunks."""
+    gj = load_app(app_spec)
+    gj.check_schema()
+    deleted = gj.cleanup_preserved_jobs(
+        before_seconds_ago, include_discarded=False if keep_discarded else None
+    )
+    console.print(f"deleted {deleted} job{'s' if deleted != 1 else ''}")
+
+
+@click.command("jobs")
+@app_option
+@click.option("--status", type=click.Choice(STATUSES), help="only jobs in this state")
+@click.option("--queue", help="only jobs on this queue")
+@click.option("--task", help="only jobs of this task (its stored name)")
+@click.option("--label", help="only jobs with this label")
+@click.option("--limit", type=int, default=50, show_default=True, help="at most this many")
+def list_jobs(
+    app_spec: str | None,
+    status: str | None,
+    queue: str | None,
+    task: str | None,
+    label: str | None,
+    limit: int,
+) -> None:
+    """List jobs, newest first."""
+    gj = load_app(app_spec)
+    gj.check_schema()
+    table = Table("id", "task", "queue", "status", "attempts", "scheduled", "error")
+    for job in gj.jobs(status=status, queue=queue, task=task, label=label, limit=limit):
+        table.add_row(
+            str(job.id),
+            job.task_name,
+            job.queue_name,
+            job.status,
+            str(job.attempts),
+            f"{job.scheduled_at:%Y-%m-%d %H:%M:%S}" if job.scheduled_at else "",
+            (job.error or "")[:60],
+        )
+    console.print(table)
+
+
+@click.command("retry")
+@app_option
+@click.argument("job_id")
+def retry_job(app_spec: str | None, job_id: str) -> None:
+    """Run a discarded job again (e.g. once its missing task is deployed)."""
+    gj = load_app(app_spec)
+    gj.check_schema()
+    job = gj.retry_job(job_id)
+    console.print(f"job {job.id} is {job.status}")
+
+
+COMMANDS: list[click.Command] = [cleanup_preserved_jobs, list_jobs, retry_job]

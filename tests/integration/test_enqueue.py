@@ -1,0 +1,287 @@
+"""Enqueueing: options, async, bulk with one NOTIFY per queue, transactional, argument checks."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from goodjob import ConfigurationError, GoodJob, SerializationError
+from goodjob.records.jobs import COPY_THRESHOLD
+from tests.helpers import sql
+
+
+@pytest.fixture
+def listener(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A separate connection listening on goodjob's channel, as a worker's notifier does."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute('LISTEN "goodjob"')
+        yield conn
+
+
+def received(conn: psycopg.Connection[Any], timeout: float = 0.5) -> list[dict[str, Any]]:
+    """Every notification that arrives within ``timeout`` seconds (a bounded look, not a wait
+    for a condition: tests of absence need to look for a while)."""
+    return [json.loads(n.payload) for n in conn.notifies(timeout=timeout)]
+
+
+def count_jobs(url: str) -> int:
+    return int(sql(url, "SELECT count(*) FROM goodjob_jobs")[0][0])
+
+
+def test_enqueue_returns_a_handle_and_stores_the_options(gj: GoodJob, database_url: str) -> None:
+    @gj.task(queue="mail", priority=-5, labels=["email"])
+    def send(user_id: int) -> None: ...
+
+    job = send.enqueue(42)
+    assert job.status == "queued"
+    stored = gj.job(job.id)
+    assert (stored.task_name, stored.queue_name, stored.priority) == (send.name, "mail", -5)
+    assert stored.labels == ("email",)
+    assert stored.args == [42]
+    assert send.name.endswith("test_enqueue_returns_a_handle_and_stores_the_options.<locals>.send")
+
+    urgent = send.using(queue="urgent", priority=-10, wait=30, labels=["vip"]).enqueue(1)
+    row = gj.job(urgent.id)
+    assert (row.queue_name, row.priority, row.labels, row.status) == (
+        "urgent",
+        -10,
+        ("vip",),
+        "scheduled",
+    )
+    assert row.created_at is not None
+    assert row.scheduled_at is not None
+    # the wait is measured with the database clock
+    assert dt.timedelta(seconds=29) < row.scheduled_at - row.created_at < dt.timedelta(seconds=31)
+
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert gj.job(send.using(run_at=at).enqueue(2).id).scheduled_at == at
+    # using() returns a copy: the task itself is unchanged
+    assert gj.job(send.enqueue(3).id).queue_name == "mail"
+
+
+def test_bad_options_are_refused(gj: GoodJob) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="unknown enqueue option 'queeue'"):
+        noop.using(queeue="x")
+    with pytest.raises(ConfigurationError, match="queue name"):
+        noop.using(queue="a,b")
+    with pytest.raises(ConfigurationError, match="time zone"):
+        noop.using(run_at=dt.datetime(2030, 1, 1))
+    with pytest.raises(ConfigurationError, match="timeout"):
+        gj.task(timeout=0)(lambda: None)
+    with pytest.raises(ConfigurationError, match="not an exception class"):
+        gj.task(discard_on=[int])(lambda: None)  # type: ignore[list-item]
+
+
+def test_a_connection_of_the_wrong_kind_is_refused(gj: GoodJob, database_url: str) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="psycopg Connection"):
+        noop.using(connection=object()).enqueue()
+
+    async def sync_enqueue_on_async_connection() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            noop.using(connection=conn).enqueue()
+
+    with pytest.raises(ConfigurationError, match="aenqueue"):
+        asyncio.run(sync_enqueue_on_async_connection())
+    assert count_jobs(database_url) == 0
+
+
+def test_aenqueue(gj: GoodJob) -> None:
+    @gj.task
+    def noop(x: int) -> None: ...
+
+    job = asyncio.run(noop.using(priority=3).aenqueue(7))
+    assert gj.job(job.id).priority == 3
+    assert gj.job(job.id).args == [7]
+
+
+def test_bulk_enqueue_sends_one_notify_per_queue(
+    gj: GoodJob, database_url: str, listener: psycopg.Connection[Any]
+) -> None:
+    @gj.task
+    def noop(i: int) -> None: ...
+
+    requests = [noop.using(queue="even" if i % 2 else "odd").prepare(i) for i in range(10_000)]
+    jobs = gj.enqueue_all(requests)
+    assert len({j.id for j in jobs}) == 10_000
+    assert count_jobs(database_url) == 10_000
+    notes = received(listener)
+    assert sorted(n["queue"] for n in notes) == ["even", "odd"]
+
+
+def test_small_batches_also_notify_once_per_queue(
+    gj: GoodJob, listener: psycopg.Connection[Any]
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    # below COPY_THRESHOLD: the single unnest statement
+    gj.enqueue_all([noop.using(queue=q).prepare() for q in ["a", "b", "a", "c"] * 5])
+    assert sorted(n["queue"] for n in received(listener)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 1])
+def test_bulk_enqueue_joins_the_callers_transaction(
+    gj: GoodJob, database_url: str, listener: psycopg.Connection[Any], size: int
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with psycopg.connect(database_url) as conn:
+        try:
+            with conn.transaction():
+                gj.enqueue_all([noop.prepare() for _ in range(size)], connection=conn)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        assert count_jobs(database_url) == 0
+        with conn.transaction():
+            jobs = gj.enqueue_all(
+                [noop.using(wait=60).prepare() for _ in range(size)], connection=conn
+            )
+            assert received(listener, 0.1) == []
+    assert count_jobs(database_url) == size
+    [note] = received(listener)
+    # the wake-up names the earliest start, computed with the database clock
+    scheduled = gj.job(jobs[0].id).scheduled_at
+    assert scheduled is not None
+    assert note["scheduled_at"] == pytest.approx(scheduled.timestamp(), abs=0.001)
+    assert gj.job(jobs[-1].id).status == "scheduled"
+
+
+def test_async_bulk_enqueue_with_copy(gj: GoodJob, database_url: str) -> None:
+    @gj.task
+    def noop(i: int) -> None: ...
+
+    async def scenario() -> None:
+        conn = await psycopg.AsyncConnection.connect(database_url)
+        async with conn, conn.transaction():
+            await gj.aenqueue_all(
+                [noop.using(labels=["bulk"]).prepare(i) for i in range(COPY_THRESHOLD)],
+                connection=conn,
+            )
+
+    asyncio.run(scenario())
+    jobs = gj.jobs(label="bulk", limit=10_000)
+    assert len(jobs) == COPY_THRESHOLD
+    assert sorted(j.args[0] for j in jobs) == list(range(COPY_THRESHOLD))
+
+
+def test_enqueue_all_of_nothing_is_nothing(gj: GoodJob, listener: psycopg.Connection[Any]) -> None:
+    assert gj.enqueue_all([]) == []
+    assert received(listener, 0.2) == []
+
+
+def test_transactional_enqueue_commit_and_rollback(
+    gj: GoodJob, database_url: str, listener: psycopg.Connection[Any]
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    with psycopg.connect(database_url) as conn:
+        with conn.transaction():
+            job = noop.using(connection=conn).enqueue()
+            # Not visible to anyone else, and no worker woken, before the commit.
+            assert count_jobs(database_url) == 0
+            assert received(listener, 0.2) == []
+        assert gj.job(job.id).status == "queued"
+        assert [n["queue"] for n in received(listener)] == ["default"]
+
+        try:
+            with conn.transaction():
+                gj.enqueue_all([noop.prepare(), noop.prepare()], connection=conn)
+                raise RuntimeError("the caller's work failed")
+        except RuntimeError:
+            pass
+    assert count_jobs(database_url) == 1
+    assert received(listener, 0.3) == []
+
+
+def test_transactional_enqueue_with_async_connection(
+    gj: GoodJob, database_url: str, listener: psycopg.Connection[Any]
+) -> None:
+    @gj.task
+    def noop() -> None: ...
+
+    async def scenario() -> uuid.UUID:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            async with conn.transaction():
+                job = await noop.using(connection=conn).aenqueue()
+                assert count_jobs(database_url) == 0
+            try:
+                async with conn.transaction():
+                    await noop.using(connection=conn, queue="lost").aenqueue()
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+            return job.id
+
+    job_id = asyncio.run(scenario())
+    assert gj.job(job_id).status == "queued"
+    assert count_jobs(database_url) == 1
+    assert [n["queue"] for n in received(listener)] == ["default"]
+
+
+def test_arguments_round_trip_through_the_database(gj: GoodJob) -> None:
+    @gj.task
+    def echo(*args: Any, **kwargs: Any) -> Any:
+        return [args, kwargs]
+
+    args = (
+        dt.datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+        dt.date(2026, 3, 4),
+        dt.time(12, 30),
+        uuid.UUID(int=99),
+        decimal.Decimal("0.1"),
+        (1, 2),
+        {"nested": [{"deep": (dt.date(2000, 1, 1),)}]},
+    )
+    job = echo.enqueue(*args, amount=decimal.Decimal("12.50"))
+    stored = gj.job(job.id)
+    assert tuple(stored.args) == args
+    assert stored.kwargs == {"amount": decimal.Decimal("12.50")}
+    gj.perform_inline()
+    # the task received the same values, and its result came back through JSON too
+    assert gj.job(job.id).result == [args, {"amount": decimal.Decimal("12.50")}]
+    tz = gj.job(job.id).result[0][0].utcoffset()
+    assert tz == dt.timedelta(hours=-3)
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (({1},), {}, "argument 0 is of type builtins.set"),
+        ((b"x",), {}, "argument 0 is of type builtins.bytes"),
+        ((), {"o": Opaque()}, "argument 'o' is of type tests.integration.test_enqueue.Opaque"),
+        ((float("nan"),), {}, "argument 0 is nan"),
+        (({1: 2},), {}, "argument 0 has a key 1 of type int"),
+    ],
+)
+def test_bad_arguments_are_refused_and_nothing_is_inserted(
+    gj: GoodJob, database_url: str, args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    @gj.task
+    def noop(*args: Any, **kwargs: Any) -> None: ...
+
+    with pytest.raises(SerializationError) as info:
+        # a good job before the bad one in the same batch: the batch is all or nothing
+        gj.enqueue_all([noop.prepare(1), noop.prepare(*args, **kwargs)])
+    assert message in str(info.value)
+    assert count_jobs(database_url) == 0

@@ -1,0 +1,146 @@
+"""Fencing and interruption: a worker that lost its claim changes nothing; the re-run sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from goodjob import GoodJob, current_job
+from goodjob.performer import Outcome, Performer
+from goodjob.records import processes
+from tests.helpers import sql, wait_until
+
+
+def two_workers(make_app: type[GoodJob]) -> tuple[GoodJob, GoodJob, list[dict[str, Any]]]:
+    """Two apps (two process ids) with the same task; the task notes how it saw the job."""
+    runs: list[dict[str, Any]] = []
+    apps = (make_app(), make_app())
+    for app in apps:
+
+        def work(worker: str) -> str:
+            ctx = current_job()
+            assert ctx is not None
+            runs.append({"attempt": ctx.attempt, "interrupted": ctx.interrupted})
+            return worker
+
+        app.task(name="work")(work)
+    return apps[0], apps[1], runs
+
+
+def lose_claim(gj: GoodJob, database_url: str, job_id: object) -> None:
+    """Make ``gj``'s process look dead (its row gone) and sweep until the job's claim is
+    released. Retried because ``gj``'s own heartbeat may re-create the row in between."""
+
+    def released() -> bool:
+        sql(database_url, "DELETE FROM goodjob_processes WHERE id = %s", [gj.tracker.process_id])
+        processes.sweep(gj.database)
+        rows = sql(database_url, "SELECT locked_by_id FROM goodjob_jobs WHERE id = %s", [job_id])
+        return rows[0][0] is None
+
+    wait_until(released, timeout=10, message="the sweep to release the dead process's claim")
+
+
+def test_a_late_completion_is_fenced_out_and_the_newer_run_stands(
+    make_app: type[GoodJob], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, runs = two_workers(make_app)
+    job = a.tasks["work"].enqueue("b")  # arguments say "b": only B's run may be recorded
+    performer_a, performer_b = Performer(a), Performer(b)
+    with a.tracker.register(), b.tracker.register():
+        [claimed_a] = performer_a.claim()
+        lose_claim(a, database_url, job.id)
+
+        [claimed_b] = performer_b.claim()
+        assert (claimed_b.id, claimed_b.attempt, claimed_b.interrupted) == (job.id, 2, True)
+        # A finishes its (stale) run while B is still running: fenced out.
+        outcome_a = performer_a.perform(claimed_a)
+        assert performer_a.complete([outcome_a]) == set()
+        fenced = [r for r in caplog.records if getattr(r, "action", None) == "fenced"]
+        assert [getattr(r, "job_id", None) for r in fenced] == [str(job.id)]
+        assert b.job(job.id).status == "running"
+        assert b.job(job.id).locked_by_id == b.tracker.process_id
+
+        assert performer_b.complete([performer_b.perform(claimed_b)]) == {job.id}
+        # A's completion arriving even later changes nothing either.
+        assert performer_a.complete([outcome_a]) == set()
+
+    done = b.job(job.id)
+    assert (done.status, done.result, done.attempts) == ("succeeded", "b", 2)
+    assert [(e.attempt, e.error_event, e.process_id) for e in done.executions] == [
+        (1, "interrupted", a.tracker.process_id),
+        (2, None, b.tracker.process_id),
+    ]
+    assert done.executions[0].error is not None
+    assert "JobInterrupted" in done.executions[0].error
+    assert runs == [{"attempt": 1, "interrupted": False}, {"attempt": 2, "interrupted": True}]
+
+
+def test_a_zombie_completion_after_release_leaves_the_job_queued(
+    make_app: type[GoodJob], database_url: str
+) -> None:
+    a, b, runs = two_workers(make_app)
+    job = a.tasks["work"].enqueue("a")
+    performer_a = Performer(a)
+    with a.tracker.register():
+        [claimed] = performer_a.claim()
+        lose_claim(a, database_url, job.id)
+        assert performer_a.complete([performer_a.perform(claimed)]) == set()
+    assert a.job(job.id).status == "queued"  # not succeeded: the claim was gone
+
+    # Re-run elsewhere: the open attempt is closed as interrupted, the task is told.
+    assert Performer(b).drain() == 1
+    done = b.job(job.id)
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    assert [e.error_event for e in done.executions] == ["interrupted", None]
+    assert runs[-1] == {"attempt": 2, "interrupted": True}
+
+
+def test_a_failed_outcome_is_fenced_too(make_app: type[GoodJob], database_url: str) -> None:
+    a, b, _ = two_workers(make_app)
+
+    @a.task(name="fails")
+    def fails() -> None:
+        raise ValueError("stale failure")
+
+    b.task(name="fails")(lambda: "fine now")
+    job = fails.enqueue()
+    performer_a = Performer(a)
+    with a.tracker.register():
+        [claimed] = performer_a.claim()
+        lose_claim(a, database_url, job.id)
+        Performer(b).drain()
+        outcome = performer_a.perform(claimed)
+        assert outcome.error_event == "unhandled"
+        assert performer_a.complete([outcome]) == set()
+    done = b.job(job.id)
+    assert (done.status, done.error, done.result) == ("succeeded", None, "fine now")
+
+
+def test_a_job_released_at_shutdown_reruns_and_knows_it_was_interrupted(
+    make_app: type[GoodJob],
+) -> None:
+    a, _, runs = two_workers(make_app)
+    job = a.tasks["work"].enqueue("a")
+    performer = Performer(a)
+    with a.tracker.register():
+        [claimed] = performer.claim()
+        # What the runtime records for a job it interrupts at its shutdown timeout.
+        release = Outcome(
+            claimed,
+            "release",
+            0.5,
+            error="goodjob.JobInterrupted: shutdown",
+            error_event="interrupted",
+        )
+        assert performer.complete([release]) == {job.id}
+        between = a.job(job.id)
+        assert (between.status, between.attempts, between.error_event) == (
+            "retried",  # waiting for its next attempt, with the interruption as its error
+            1,
+            "interrupted",
+        )
+        assert between.executions[0].finished_at is not None
+        assert performer.drain() == 1
+    assert runs == [{"attempt": 2, "interrupted": True}]
+    assert [e.error_event for e in a.job(job.id).executions] == ["interrupted", None]
