@@ -168,4 +168,14 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
+def _register_commands() -> None:
+    from goodjob.cli.demo import demo
+    from goodjob.cli.start import start
+
+    main.add_command(start)
+    main.add_command(demo)
+
+
+_register_commands()
+
 __all__ = ["app_option", "env_name", "load_app", "main"]
