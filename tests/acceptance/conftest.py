@@ -149,8 +149,12 @@ def workers(tmp_path: Path, database_url: str) -> Iterator[Workers]:
 def client_app(database_url: str, **settings: Any) -> GoodJob:
     """An app that enqueues the tasks of ``gjtasks`` by name (without importing it)."""
     gj = GoodJob(database_url, **settings)
-    for name, params in (("crashy", "name"), ("sleepy", "name, seconds"), ("mark", "name"),
-                         ("count", "n")):
+    for name, params in (
+        ("crashy", "name"),
+        ("sleepy", "name, seconds"),
+        ("mark", "name"),
+        ("count", "n"),
+    ):
         namespace: dict[str, Any] = {}
         exec(f"def {name}({params}): pass", namespace)  # a stub with the same signature
         gj.task(name=name)(namespace[name])

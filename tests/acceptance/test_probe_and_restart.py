@@ -93,8 +93,11 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
         wait_until(lambda: probe(port, "/status/connected") == 503, timeout=10)
         assert probe(port, "/status") == 200
         embedded.ensure_running(data_dir)
-        wait_until(lambda: probe(port, "/status/connected") == 200, timeout=15,
-                   message="notifier reconnected")
+        wait_until(
+            lambda: probe(port, "/status/connected") == 200,
+            timeout=15,
+            message="notifier reconnected",
+        )
 
         client = client_app(url)
         t0 = time.time()
@@ -104,8 +107,9 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
         assert started - t0 < 1.0, f"job after restart started in {started - t0:.2f}s"
         # The job that ran across the restart was recorded once the database was back.
         wait_until(
-            lambda: sql(url, "SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NULL")
-            == [(0,)],
+            lambda: (
+                sql(url, "SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NULL") == [(0,)]
+            ),
             timeout=10,
         )
         assert workers.marker("across") == ["across.1.done", "across.1.started"]

@@ -162,8 +162,10 @@ def test_processes_by_threads_drain_5000_jobs_exactly_once(
     client.enqueue_all(count.prepare(n) for n in range(5000))
     supervisor = workers.start("--processes", "3", "--max-threads", "4")
     wait_until(
-        lambda: sql(database_url, "SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NULL")
-        == [(0,)],
+        lambda: (
+            sql(database_url, "SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NULL")
+            == [(0,)]
+        ),
         timeout=90,
         interval=0.2,
         message="5000 jobs finished",
@@ -175,6 +177,4 @@ def test_processes_by_threads_drain_5000_jobs_exactly_once(
     assert sql(database_url, "SELECT count(*), max(executions_count) FROM goodjob_jobs") == [
         (5000, 1)
     ]
-    assert sql(database_url, "SELECT count(DISTINCT process_id) FROM goodjob_executions")[0][
-        0
-    ] >= 2
+    assert sql(database_url, "SELECT count(DISTINCT process_id) FROM goodjob_executions")[0][0] >= 2

@@ -68,7 +68,8 @@ def test_reconnects_after_its_connection_is_terminated(make_app: Any, database_u
     gj.start()
     try:
         capsule = gj._capsule
-        assert capsule is not None and capsule.notifier is not None
+        assert capsule is not None
+        assert capsule.notifier is not None
         killed = sql(
             database_url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -106,7 +107,8 @@ def test_polling_only_mode_holds_the_advisory_lock_on_its_own_connection(
         )
         assert listeners == [(0,)]
         record = processes.all_processes(gj.database)[0]
-        assert record.lock_type == "advisory" and record.advisory_locked
+        assert record.lock_type == "advisory"
+        assert record.advisory_locked
         mark.enqueue(1)
         wait_until(lambda: ran == [1], timeout=5)
     finally:
@@ -125,7 +127,8 @@ def test_heartbeat_only_mode_without_advisory_lock(make_app: Any) -> None:
     gj.start()
     try:
         record = processes.all_processes(gj.database)[0]
-        assert record.lock_type is None and record.alive
+        assert record.lock_type is None
+        assert record.alive
         mark.enqueue(1)
         wait_until(lambda: ran == [1], timeout=5)
     finally:

@@ -25,10 +25,13 @@ from goodjob.queues import PoolSpec, QueueSelection, parse
                 PoolSpec(QueueSelection("all"), 5),
             ],
         ),
-        (" a , b : 4 ; -c ", [
-            PoolSpec(QueueSelection("include", ("a", "b")), 4),
-            PoolSpec(QueueSelection("exclude", ("c",)), 5),
-        ]),
+        (
+            " a , b : 4 ; -c ",
+            [
+                PoolSpec(QueueSelection("include", ("a", "b")), 4),
+                PoolSpec(QueueSelection("exclude", ("c",)), 5),
+            ],
+        ),
     ],
 )
 def test_every_form_parses(text: str, pools: list[PoolSpec]) -> None:
