@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from goodjob import embedded
 from tests.acceptance.conftest import Workers, client_app, worker_env
+from tests.conftest import ROOT
 from tests.helpers import sql, wait_until
 
 
@@ -68,12 +71,9 @@ def test_supervisor_probe_reports_started_once_every_child_is(
 
 def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
     # Its own server: restarting the suite's shared one would break the other xdist workers.
-    data_dir = tmp_path / "pg"
-    # The embedded server runs as a system user whose group is still root's (gid 0), so root-owned
-    # folders above the data folder need the group search bit as well as the other one.
-    for folder in [tmp_path, *tmp_path.parents]:
-        if folder.stat().st_uid == 0 and folder != Path("/"):
-            folder.chmod(folder.stat().st_mode | 0o011)
+    # Not under tmp_path: the server runs as a system user that must traverse every folder above
+    # its data, and pytest keeps resetting its own base folder to mode 0700.
+    data_dir = ROOT / ".goodjob" / f"restart-test-{uuid.uuid4().hex[:8]}"
     server = embedded.ensure_running(data_dir)
     url = server.url()
     workers = Workers(tmp_path, worker_env(tmp_path, url))
@@ -121,3 +121,4 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
     finally:
         workers.kill_all()
         embedded.stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)

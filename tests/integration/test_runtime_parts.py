@@ -33,14 +33,28 @@ def test_background_cleanup_deletes_old_preserved_jobs_after_n_jobs(
 
     gj.start()
     try:
-        gj.enqueue_all(noop.prepare() for _ in range(10))
-        wait_until(lambda: gj._capsule.cleaner.runs >= 1, timeout=10)
+        first = gj.enqueue_all(noop.prepare() for _ in range(10))
+        ids = [job.id for job in first]
         wait_until(
-            lambda: sql(database_url, "SELECT count(*) FROM goodjob_jobs") == [(0,)], timeout=10
+            lambda: all(
+                gj.job(i).status in ("succeeded", None) for i in ids if _exists(database_url, i)
+            ),
+            timeout=10,
         )
-        assert sql(database_url, "SELECT count(*) FROM goodjob_executions") == [(0,)]
+        # Five more recorded jobs trigger a run that starts after the first ten finished.
+        gj.enqueue_all(noop.prepare() for _ in range(5))
+        wait_until(lambda: not any(_exists(database_url, i) for i in ids), timeout=10)
+        assert gj._capsule.cleaner.runs >= 1
+        left = sql(
+            database_url, "SELECT count(*) FROM goodjob_executions WHERE job_id = ANY(%s)", (ids,)
+        )
+        assert left == [(0,)]
     finally:
         gj.shutdown()
+
+
+def _exists(url: str, job_id: Any) -> bool:
+    return bool(sql(url, "SELECT 1 FROM goodjob_jobs WHERE id = %s", (job_id,)))
 
 
 def test_cleanup_keeps_unfinished_recent_and_discarded_when_asked(
