@@ -37,7 +37,10 @@ TASKS = textwrap.dedent(
     def _mark(name: str, what: str) -> None:
         job = current_job()
         path = OUT / f"{name}.{job.attempt}.{what}"
-        path.write_text(f"{os.getpid()} {time.time()}")
+        # Written aside, then renamed: a test polling for the file never reads it half-written.
+        aside = OUT / f".{path.name}.tmp"
+        aside.write_text(f"{os.getpid()} {time.time()}")
+        aside.rename(path)
 
 
     @gj.task(name="crashy")

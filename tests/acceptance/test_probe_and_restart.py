@@ -11,8 +11,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from goodjob import embedded
-from tests.acceptance.conftest import Workers, client_app, worker_env
+from goodjob import GoodJob, embedded
+from tests.acceptance.conftest import Workers, worker_env
+from tests.acceptance.conftest import client_app as make_client
 from tests.conftest import ROOT
 from tests.helpers import sql, wait_until
 
@@ -35,10 +36,9 @@ def probe(port: int, path: str) -> int | None:
 
 
 def test_probe_endpoints_while_starting_running_and_stopping(
-    workers: Workers, database_url: str
+    workers: Workers, client: GoodJob
 ) -> None:
     port = free_port()
-    client = client_app(database_url)
     worker = workers.start("--probe-port", str(port))
     wait_until(lambda: probe(port, "/status") == 200, timeout=15, message="probe up")
     wait_until(lambda: probe(port, "/status/started") == 200, timeout=15)
@@ -54,7 +54,6 @@ def test_probe_endpoints_while_starting_running_and_stopping(
     assert probe(port, "/status/connected") == 503
     assert worker.wait(15) == 0
     assert probe(port, "/status") is None
-    client.close()
 
 
 def test_supervisor_probe_reports_started_once_every_child_is(
@@ -78,6 +77,13 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
     url = server.url()
     workers = Workers(tmp_path, worker_env(tmp_path, url))
     port = free_port()
+    apps: list[GoodJob] = []  # closed at the end, whatever happens: a left-open pool leaks threads
+
+    def client_app(url: str) -> GoodJob:
+        app = make_client(url)
+        apps.append(app)
+        return app
+
     try:
         setup = client_app(url)
         setup.migrate()
@@ -119,6 +125,8 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
         assert worker.wait(15) == 0, workers.log(worker)
         assert sql(url, "SELECT count(*) FROM goodjob_processes") == [(0,)]
     finally:
+        for app in apps:
+            app.close()
         workers.kill_all()
         embedded.stop(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -73,7 +73,7 @@ def test_reconnects_after_its_connection_is_terminated(make_app: Any, database_u
         killed = sql(
             database_url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'goodjob:notifier'",
+            " WHERE application_name = 'goodjob:notifier' AND datname = current_database()",
         )
         assert killed == [(True,)]
         wait_until(lambda: not capsule.connected, timeout=5, message="notifier down")
@@ -103,7 +103,8 @@ def test_polling_only_mode_holds_the_advisory_lock_on_its_own_connection(
         assert gj._capsule.notifier is None
         listeners = sql(
             database_url,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'goodjob:notifier'",
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'goodjob:notifier' AND datname = current_database()",
         )
         assert listeners == [(0,)]
         record = processes.all_processes(gj.database)[0]
