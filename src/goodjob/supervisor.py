@@ -165,6 +165,8 @@ class Supervisor:
             try:
                 for signum in SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
+                # Only the supervisor talks to systemd (NotifyAccess=main ignores children).
+                os.environ.pop("NOTIFY_SOCKET", None)
                 self.gj.database.reset_after_fork()
                 code = run_worker(self.gj, probe=False, status=self.status, slot=slot)
             except BaseException:

@@ -102,12 +102,18 @@ class Capsule:
         """Start every part; returns once workers are running (and listening, when enabled)."""
         gj, settings = self.gj, self.settings
         gj.check_schema()
-        self._start_loop()
         gj.tracker.register()
-        if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
-            gj.tracker.register(with_advisory_lock=True)  # the tracker opens its own connection
-            self._own_advisory = True
-        gj.tracker.id_for_lock()  # the row exists from the start
+        try:
+            if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
+                gj.tracker.register(with_advisory_lock=True)  # the tracker opens a connection
+                self._own_advisory = True
+            gj.tracker.id_for_lock()  # the row exists from the start
+        except BaseException:
+            # Nothing else runs yet: undo the registrations so no half-started row stays.
+            while gj.tracker.locks:
+                gj.tracker.unregister(with_advisory_lock=gj.tracker.advisory_locks > 0)
+            raise
+        self._start_loop()
         processes.state_providers.append(self.state)
         self.completer.start()
         for index, spec in enumerate(self.specs):
