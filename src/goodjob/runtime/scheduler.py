@@ -182,14 +182,15 @@ class Scheduler:
             return None
         if not jobs:
             return None
-        self.claimed += len(jobs)
-        if len(jobs) > 1:
-            with self._cond:
+        with self._cond:
+            self.claimed += len(jobs)
+            if len(jobs) > 1:
                 self._pending.extend(jobs[1:])
                 self._cond.notify(len(jobs) - 1)
-        elif limit == 1 and self._idle:
-            # Fan-out: a full batch suggests more work; let one more idle thread look.
-            self.wake(1)
+            if len(jobs) == limit and self._idle > len(jobs) - 1:
+                # Fan-out: a full batch suggests more work, and a thread went idle meanwhile.
+                self._wakeups = min(self._wakeups + 1, self.spec.threads)
+                self._cond.notify()
         return jobs[0]
 
     def _perform(self, ident: int, job: ClaimedJob) -> None:
