@@ -245,9 +245,9 @@ def test_a_poll_woken_pool_ramps_up_to_all_its_threads(make_app: Any) -> None:
         with lock:
             running -= 1
 
-    gj.enqueue_all(busy.prepare() for _ in range(12))
     gj.start()
     try:
+        gj.enqueue_all(busy.prepare() for _ in range(12))  # heard by nobody: the poll finds it
         wait_until(lambda: gj._capsule.succeeded == 12, timeout=10)
     finally:
         gj.shutdown()
