@@ -87,7 +87,9 @@ class Workers:
     def out(self) -> Path:
         return self.root / "out"
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+    ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "goodjob", "start", "--app", "gjtasks:gj", *args],
@@ -95,6 +97,7 @@ class Workers:
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
         log.close()
         self.procs.append(proc)

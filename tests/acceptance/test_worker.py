@@ -176,6 +176,39 @@ def test_supervisor_restarts_a_killed_child_and_its_job_is_rerun(
     assert process_pids(database_url) == {}
 
 
+def test_ctrl_c_in_a_terminal_stops_supervisor_and_children_gracefully(
+    workers: Workers, client: GoodJob, database_url: str
+) -> None:
+    supervisor = workers.start("--processes", "2", new_session=True)
+    wait_until(lambda: len(process_pids(database_url)) == 2, timeout=20)
+    job = client.tasks["sleepy"].enqueue("ctrl-c", 1.0)
+    wait_until(lambda: workers.marker("ctrl-c") == ["ctrl-c.1.started"], timeout=10)
+    os.killpg(supervisor.pid, signal.SIGINT)  # what a terminal does: the foreground group
+    assert supervisor.wait(20) == 0, workers.log(supervisor)
+    assert client.job(job.id).status == "succeeded"  # a single, graceful signal per child
+    assert process_pids(database_url) == {}
+
+
+def test_children_stop_when_the_supervisor_is_killed(workers: Workers, database_url: str) -> None:
+    supervisor = workers.start("--processes", "2")
+    wait_until(lambda: len(process_pids(database_url)) == 2, timeout=20)
+    children = list(process_pids(database_url))
+    supervisor.send_signal(signal.SIGKILL)
+    supervisor.wait(5)
+    wait_until(lambda: process_pids(database_url) == {}, timeout=10, message="children gone")
+    for pid in children:
+        wait_until(lambda pid=pid: not _alive(pid), timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for whichever process adopted it to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_processes_by_threads_drain_5000_jobs_exactly_once(
     workers: Workers, client: GoodJob, database_url: str
 ) -> None:
