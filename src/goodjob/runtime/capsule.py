@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -149,7 +150,11 @@ class Capsule:
         self.started = True
         self.wake_all()  # jobs that were already waiting
         logger.info(
-            "started",
+            "started: process %s (pid %d), queues %r, %s",
+            gj.tracker.process_id,
+            os.getpid(),
+            settings.queues,
+            "listening" if self.connected else "polling",
             extra={
                 "action": "start",
                 "process_id": str(gj.tracker.process_id),
@@ -165,7 +170,11 @@ class Capsule:
             self.stopped = True
         if timeout is None:
             timeout = self.settings.shutdown_timeout
-        logger.info("shutting down", extra={"action": "shutdown", "timeout": timeout})
+        logger.info(
+            "shutting down (%s)",
+            "waiting for running jobs" if timeout < 0 else f"running jobs get {timeout}s",
+            extra={"action": "shutdown", "timeout": timeout},
+        )
         self.shutting_down.set()
         self.stop_requested.set()
         for part in (self.idle_watch, self.poller, self.cache):
