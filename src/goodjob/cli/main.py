@@ -183,4 +183,14 @@ from goodjob.cli.jobs import COMMANDS as _JOB_COMMANDS  # noqa: E402
 for _command in _JOB_COMMANDS:
     main.add_command(_command)
 
+def _register_commands() -> None:
+    from goodjob.cli.demo import demo
+    from goodjob.cli.start import start
+
+    main.add_command(start)
+    main.add_command(demo)
+
+
+_register_commands()
+
 __all__ = ["app_option", "env_name", "load_app", "main"]

@@ -378,3 +378,67 @@ FROM STDIN;
 SELECT pg_notify(%(channel)s, json_build_object(
            'queue', q.queue, 'scheduled_at', extract(epoch FROM q.scheduled_at))::text)
 FROM unnest(%(queues)s::text[], %(scheduled_ats)s::timestamptz[]) AS q(queue, scheduled_at);
+
+-- name: runtime_future_jobs
+-- The start times of the next scheduled jobs, within %(horizon)s seconds when not NULL (warms a
+-- worker's future-job cache), with the database clock so the worker can correct its own.
+SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch,
+       extract(epoch FROM now())::float8 AS now_epoch
+FROM goodjob_jobs j
+WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > now()
+  AND (%(horizon)s::float8 IS NULL
+       OR j.scheduled_at <= now() + make_interval(secs => %(horizon)s::float8))
+ORDER BY j.scheduled_at
+LIMIT %(limit)s;
+
+-- name: runtime_cleanup_preserved
+-- Deletes one chunk of finished jobs older than %(older_than)s seconds (their executions go with
+-- them); discarded ones only when asked. SKIP LOCKED: never waits on rows another worker touches.
+WITH doomed AS (
+    SELECT j.id
+    FROM goodjob_jobs j
+    WHERE j.finished_at IS NOT NULL
+      AND j.finished_at < now() - make_interval(secs => %(older_than)s)
+      AND (%(include_discarded)s OR j.error IS NULL)
+    ORDER BY j.finished_at
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+)
+SELECT count(*) AS deleted FROM deleted;
+
+-- name: demo_progress
+-- Jobs of one demo run (by label) per state, for `goodjob demo`'s live view.
+SELECT {status} AS status, count(*) AS jobs
+FROM goodjob_jobs j
+WHERE j.labels @> ARRAY[%(label)s::text]
+GROUP BY 1;
+
+-- name: demo_summary
+-- Per queue for one demo run: jobs, attempts, and the wait from due to started of first attempts
+-- (percentiles in seconds); the NULL queue row is the total.
+SELECT e.queue_name,
+       count(DISTINCT e.job_id) AS jobs,
+       count(*) AS attempts,
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM e.performed_at - e.scheduled_at)
+       ) FILTER (WHERE e.attempt = 1) AS wait,
+       extract(epoch FROM max(e.finished_at) - min(e.performed_at))::float8 AS span
+FROM goodjob_executions e
+JOIN goodjob_jobs j ON j.id = e.job_id
+WHERE j.labels @> ARRAY[%(label)s::text]
+GROUP BY ROLLUP (e.queue_name)
+ORDER BY e.queue_name NULLS LAST;
+
+-- name: demo_peak_throughput
+-- The most attempts of one demo run that finished within one wall-clock second.
+SELECT max(n)::int AS peak
+FROM (
+    SELECT count(*) AS n
+    FROM goodjob_executions e
+    JOIN goodjob_jobs j ON j.id = e.job_id
+    WHERE j.labels @> ARRAY[%(label)s::text] AND e.finished_at IS NOT NULL
+    GROUP BY date_trunc('second', e.finished_at)
+) per_second;

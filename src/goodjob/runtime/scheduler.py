@@ -1,0 +1,215 @@
+"""A Scheduler: one thread pool serving one queue selection.
+
+A claimer thread sleeps until woken (NOTIFY, poll, a future-job timer), then claims as many jobs
+as the pool has free threads, in one statement, and hands them to those threads. While claims
+come back full it keeps draining: each time a thread frees up it claims again, so a backlog costs
+one round trip per batch of free threads rather than one per job, and a single wake-up (a poll)
+puts every thread to work (fan-out). A claim that comes back short means the queue is drained;
+the claimer sleeps until the next wake-up. No job is claimed before a thread is free to run it.
+Outcomes go to the batching :class:`~goodjob.runtime.completer.Completer`; threads do not wait
+for them to be written.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from goodjob.errors import Error, JobInterrupted
+from goodjob.performer import ClaimedJob, Outcome, Performer
+from goodjob.queues import PoolSpec
+
+if TYPE_CHECKING:
+    from goodjob.app import GoodJob
+    from goodjob.runtime.completer import Completer
+
+logger = logging.getLogger("goodjob.scheduler")
+
+CLAIM_ERROR_BACKOFF = 1.0  # seconds a thread waits after a failed claim (database down)
+
+
+class Scheduler:
+    """One pool of ``spec.threads`` threads claiming from ``spec.queues``."""
+
+    def __init__(
+        self,
+        gj: GoodJob,
+        spec: PoolSpec,
+        completer: Completer,
+        *,
+        index: int,
+        shutdown: threading.Event,
+        loop: Any = None,
+    ) -> None:
+        self.gj = gj
+        self.spec = spec
+        self.index = index
+        self.completer = completer
+        self.performer = Performer(gj, spec.queues, loop=loop, shutdown=shutdown)
+        self._shutdown = shutdown  # set: stop claiming (jobs see current_job().shutting_down)
+        lock = threading.Lock()
+        self._lock = lock
+        self._work = threading.Condition(lock)  # worker threads wait here for a job
+        self._claim_wanted = threading.Condition(lock)  # the claimer waits here
+        self._pending: collections.deque[ClaimedJob] = collections.deque()
+        self._running: dict[int, ClaimedJob] = {}  # thread ident -> the job it runs
+        self._wakeups = 0  # wake-ups not yet answered by a claim
+        self._draining = False  # the last claim came back full: claim again as threads free up
+        self._threads: list[threading.Thread] = []
+        self.last_active = time.monotonic()
+        self.claimed = 0
+        self.succeeded = 0
+        self.failed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        claimer = threading.Thread(
+            target=self._claimer, name=f"goodjob-claimer-{self.index}", daemon=True
+        )
+        claimer.start()
+        self._threads.append(claimer)
+        for n in range(self.spec.threads):
+            thread = threading.Thread(
+                target=self._worker, name=f"goodjob-worker-{self.index}-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop claiming; threads finish their current job and exit (the shutdown Event is set)."""
+        with self._lock:
+            self._work.notify_all()
+            self._claim_wanted.notify_all()
+
+    def join(self, deadline: float | None) -> bool:
+        """Wait for the threads until ``deadline`` (monotonic; None waits forever)."""
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(t.is_alive() for t in self._threads)
+
+    def take_unstarted(self) -> list[ClaimedJob]:
+        """Claimed jobs no thread started (handed over as shutdown began): to be released."""
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+        return jobs
+
+    def running_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            return list(self._running.values())
+
+    def interrupt(self) -> None:
+        """Raise JobInterrupted inside every thread still running a job (shutdown timeout)."""
+        with self._lock:
+            idents = list(self._running)
+        for ident in idents:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(_ShutdownInterrupt)
+            )
+
+    # -- waking ---------------------------------------------------------------------------
+
+    def wake(self, count: int = 1) -> None:
+        """Ask the pool to look for work (``count`` is kept for callers; one claim answers all)."""
+        with self._lock:
+            self._wakeups = min(self._wakeups + count, self.spec.threads)
+            self._claim_wanted.notify()
+
+    def serves(self, queue: str | None) -> bool:
+        return queue is None or self.spec.queues.serves(queue)
+
+    # -- figures --------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    @property
+    def idle(self) -> bool:
+        return not self._running and not self._pending
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "queues": str(self.spec.queues),
+            "max_threads": self.spec.threads,
+            "busy_threads": len(self._running),
+            "available_threads": self.spec.threads - len(self._running),
+            "claimed": self.claimed,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+        }
+
+    # -- the claimer ----------------------------------------------------------------------
+
+    def _free(self) -> int:
+        return self.spec.threads - len(self._running) - len(self._pending)
+
+    def _claimer(self) -> None:
+        while True:
+            with self._lock:
+                while not self._shutdown.is_set() and not (
+                    (self._wakeups or self._draining) and self._free() > 0
+                ):
+                    self._claim_wanted.wait()
+                if self._shutdown.is_set():
+                    return
+                limit = self._free()
+                self._wakeups = 0  # this claim answers every wake-up so far
+            try:
+                jobs = self.performer.claim(limit)
+            except Error as exc:
+                logger.warning("claim failed: %s", exc, extra={"action": "claim"})
+                with self._lock:
+                    self._wakeups = max(self._wakeups, 1)  # try again after the back-off
+                self._shutdown.wait(CLAIM_ERROR_BACKOFF)
+                continue
+            with self._lock:
+                self.claimed += len(jobs)
+                self._pending.extend(jobs)
+                self._work.notify(len(jobs))
+                self._draining = len(jobs) == limit
+
+    # -- the worker threads ---------------------------------------------------------------
+
+    def _worker(self) -> None:
+        try:
+            self._work_loop()
+        except _ShutdownInterrupt:
+            return  # landed between jobs: the thread was stopping anyway
+
+    def _work_loop(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            with self._lock:
+                while not self._pending and not self._shutdown.is_set():
+                    self._work.wait()
+                if self._shutdown.is_set():
+                    return  # jobs still pending are released by the capsule
+                job = self._pending.popleft()
+                self._running[ident] = job
+            outcome: Outcome | None = None
+            try:
+                outcome = self.performer.perform(job)
+            except _ShutdownInterrupt:
+                outcome = None  # shutdown timeout: the capsule releases this job's claim
+            finally:
+                with self._lock:
+                    self._running.pop(ident, None)
+                    if self._draining or self._wakeups:
+                        self._claim_wanted.notify()
+                self.last_active = time.monotonic()
+            if outcome is not None:
+                self.completer.submit(self, outcome)
+
+
+class _ShutdownInterrupt(JobInterrupted):
+    """Delivered into a worker thread whose job outlived the shutdown timeout."""
+
+    def __init__(self, reason: str = "the worker shut down before the job finished") -> None:
+        super().__init__(reason)
