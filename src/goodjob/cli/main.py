@@ -177,18 +177,14 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-# The job commands live in their own module, which needs the helpers above.
-from goodjob.cli.jobs import COMMANDS as _JOB_COMMANDS  # noqa: E402
-
-for _command in _JOB_COMMANDS:
-    main.add_command(_command)
-
 def _register_commands() -> None:
+    # Imported here, not at the top: these modules import the helpers above.
     from goodjob.cli.demo import demo
+    from goodjob.cli.jobs import COMMANDS as job_commands
     from goodjob.cli.start import start
 
-    main.add_command(start)
-    main.add_command(demo)
+    for command in (start, demo, *job_commands):
+        main.add_command(command)
 
 
 _register_commands()

@@ -391,24 +391,6 @@ WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > now(
 ORDER BY j.scheduled_at
 LIMIT %(limit)s;
 
--- name: runtime_cleanup_preserved
--- Deletes one chunk of finished jobs older than %(older_than)s seconds (their executions go with
--- them); discarded ones only when asked. SKIP LOCKED: never waits on rows another worker touches.
-WITH doomed AS (
-    SELECT j.id
-    FROM goodjob_jobs j
-    WHERE j.finished_at IS NOT NULL
-      AND j.finished_at < now() - make_interval(secs => %(older_than)s)
-      AND (%(include_discarded)s OR j.error IS NULL)
-    ORDER BY j.finished_at
-    LIMIT %(chunk)s
-    FOR UPDATE SKIP LOCKED
-),
-deleted AS (
-    DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
-)
-SELECT count(*) AS deleted FROM deleted;
-
 -- name: demo_progress
 -- Jobs of one demo run (by label) per state, for `goodjob demo`'s live view.
 SELECT {status} AS status, count(*) AS jobs

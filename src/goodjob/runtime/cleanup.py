@@ -19,25 +19,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("goodjob.cleanup")
 
-CHUNK = 1_000  # rows per DELETE: short transactions, no long row locks
-
 
 def cleanup_preserved(gj: GoodJob, older_than: float | None = None) -> int:
     """Delete finished jobs older than ``older_than`` seconds (the setting by default)."""
-    settings = gj.settings
-    params = {
-        "older_than": settings.cleanup_preserved_jobs_before_seconds_ago
-        if older_than is None
-        else older_than,
-        "include_discarded": settings.cleanup_discarded_jobs,
-        "chunk": CHUNK,
-    }
-    total = 0
-    while True:
-        deleted = int(gj.database.execute("runtime_cleanup_preserved", params)[0]["deleted"])
-        total += deleted
-        if deleted < CHUNK:
-            return total
+    return gj.cleanup_preserved_jobs(older_than)
 
 
 class Cleaner:
