@@ -29,7 +29,12 @@ def executions_per_job(url: str) -> Counter[int]:
 
 
 def advisory_locks(url: str) -> int:
-    rows = sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+    # pg_locks spans the whole server: count only this test's database.
+    rows = sql(
+        url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
     return int(rows[0][0])
 
 
