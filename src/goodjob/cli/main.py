@@ -15,6 +15,7 @@ from rich.table import Table
 
 from goodjob import embedded
 from goodjob.app import GoodJob
+from goodjob.cli.bench import bench
 from goodjob.config import Settings, env_name
 from goodjob.db import migrate as migrations
 from goodjob.errors import Error
@@ -167,5 +168,7 @@ def db_url() -> None:
     else:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
+
+main.add_command(bench)
 
 __all__ = ["app_option", "env_name", "load_app", "main"]
