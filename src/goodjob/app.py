@@ -47,6 +47,7 @@ class GoodJob:
         self.database = Database(self.settings)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._tracker: CapsuleTracker | None = None
+        self._capsule: Any = None  # the async-mode Capsule (goodjob.runtime), when started
         self._schema_checked = False
 
     def __repr__(self) -> str:
@@ -187,6 +188,21 @@ class GoodJob:
         if self._tracker is None:
             self._tracker = CapsuleTracker(self)
         return self._tracker
+
+    def start(self) -> None:
+        """Async mode: run a worker Capsule inside this process (threads; returns at once)."""
+        from goodjob.runtime import Capsule
+
+        if self._capsule is None or self._capsule.stopped:
+            capsule = Capsule(self)
+            capsule.start()
+            self._capsule = capsule
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop the Capsule started by :meth:`start` (``timeout`` overrides shutdown_timeout)."""
+        capsule, self._capsule = self._capsule, None
+        if capsule is not None:
+            capsule.shutdown(timeout)
 
     def close(self) -> None:
         """Close the app's connections."""

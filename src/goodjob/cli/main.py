@@ -15,7 +15,6 @@ from rich.table import Table
 
 from goodjob import embedded
 from goodjob.app import GoodJob
-from goodjob.cli.bench import bench
 from goodjob.config import Settings, env_name
 from goodjob.db import migrate as migrations
 from goodjob.errors import Error
@@ -169,6 +168,16 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-main.add_command(bench)
+def _register_commands() -> None:
+    from goodjob.cli.bench import bench
+    from goodjob.cli.demo import demo
+    from goodjob.cli.start import start
+
+    main.add_command(start)
+    main.add_command(demo)
+    main.add_command(bench)
+
+
+_register_commands()
 
 __all__ = ["app_option", "env_name", "load_app", "main"]

@@ -243,3 +243,31 @@ WHERE j.id = %(id)s;
 -- name: job_executions
 -- The attempts of one job, oldest first.
 SELECT * FROM goodjob_executions WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: runtime_future_jobs
+-- The start times of the next scheduled jobs (warms a worker's future-job cache), with the
+-- database clock so the worker can correct its own.
+SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch,
+       extract(epoch FROM now())::float8 AS now_epoch
+FROM goodjob_jobs j
+WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > now()
+ORDER BY j.scheduled_at
+LIMIT %(limit)s;
+
+-- name: runtime_cleanup_preserved
+-- Deletes one chunk of finished jobs older than %(older_than)s seconds (their executions go with
+-- them); discarded ones only when asked. SKIP LOCKED: never waits on rows another worker touches.
+WITH doomed AS (
+    SELECT j.id
+    FROM goodjob_jobs j
+    WHERE j.finished_at IS NOT NULL
+      AND j.finished_at < now() - make_interval(secs => %(older_than)s)
+      AND (%(include_discarded)s OR j.error IS NULL)
+    ORDER BY j.finished_at
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+)
+SELECT count(*) AS deleted FROM deleted;

@@ -1,0 +1,2 @@
+def run(jobs: int, processes: int) -> int:
+    return 0

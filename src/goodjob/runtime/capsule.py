@@ -1,0 +1,310 @@
+"""The Capsule: everything one worker process runs, started and stopped in order.
+
+Start: check the schema, register with the CapsuleTracker (for the capsule's whole life), start
+the completer and one Scheduler per queue group, the Notifier (which holds the advisory lock on
+its own connection), the future-job cache (warmed), the Poller, the sweeper (every
+``sweep_interval``: refresh if stale, release dead processes' jobs), cleanup, and the idle watch.
+
+Shutdown: stop claiming (jobs see ``current_job().shutting_down``), let running jobs finish
+within ``shutdown_timeout`` (negative: wait), interrupt the rest and release their claims so
+another worker re-runs them, write every outcome, then unregister: the process row disappears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from goodjob import queues as queue_strings
+from goodjob.errors import Error
+from goodjob.performer import ClaimedJob, Outcome, Performer
+from goodjob.records import processes
+from goodjob.runtime.cleanup import Cleaner
+from goodjob.runtime.completer import Completer
+from goodjob.runtime.notifier import Notifier
+from goodjob.runtime.poller import FutureCache, Poller
+from goodjob.runtime.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from goodjob.app import GoodJob
+
+logger = logging.getLogger("goodjob.capsule")
+
+INTERRUPT_GRACE = 2.0  # seconds for interrupted jobs to unwind before their claims are released
+INITIAL_LISTEN_WAIT = 5.0  # seconds start() waits for LISTEN before reporting started anyway
+IDLE_CHECK = 0.25  # seconds between idle-timeout checks
+INTERRUPTED = "goodjob.JobInterrupted: the worker shut down before the job finished"
+
+
+class _Every:
+    """A thread calling ``fn`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, name: str, interval: float, fn: Any) -> None:
+        self.interval = interval
+        self.fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fn()
+            except Error as exc:
+                logger.warning("%s failed: %s", self._thread.name, exc)
+            except Exception:
+                logger.exception("%s failed", self._thread.name)
+
+
+class Capsule:
+    """One worker process's runtime for one app."""
+
+    def __init__(self, gj: GoodJob) -> None:
+        self.gj = gj
+        self.settings = gj.settings
+        self.shutting_down = threading.Event()  # jobs read it; schedulers stop claiming
+        self.stop_requested = threading.Event()  # set by a signal or the idle timeout
+        self.started = False
+        self.stopped = False
+        self.succeeded = 0
+        self.failed = 0
+        self.schedulers: list[Scheduler] = []
+        self.notifier: Notifier | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._own_advisory = False
+        self._lock = threading.Lock()
+        self._healthy_db = True
+        specs = queue_strings.parse(self.settings.queues, self.settings.max_threads)
+        self.specs = specs
+        self.performer = Performer(gj, shutdown=self.shutting_down)
+        self.completer = Completer(self.performer, on_recorded=self._recorded)
+        self.cache = FutureCache(gj, self.settings.max_cache, self.wake)
+        self.poller = Poller(self.settings.poll_interval, self._poll, self._degraded)
+        self.sweeper = _Every("goodjob-sweeper", self.settings.sweep_interval, self._sweep)
+        self.cleaner = Cleaner(gj)
+        self.idle_watch: _Every | None = None
+        self.started_at = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every part; returns once workers are running (and listening, when enabled)."""
+        gj, settings = self.gj, self.settings
+        gj.check_schema()
+        self._start_loop()
+        gj.tracker.register()
+        if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
+            gj.tracker.register(with_advisory_lock=True)  # the tracker opens its own connection
+            self._own_advisory = True
+        gj.tracker.id_for_lock()  # the row exists from the start
+        processes.state_providers.append(self.state)
+        self.completer.start()
+        for index, spec in enumerate(self.specs):
+            scheduler = Scheduler(
+                gj,
+                spec,
+                self.completer,
+                index=index,
+                shutdown=self.shutting_down,
+                loop=self._loop,
+            )
+            scheduler.start()
+            self.schedulers.append(scheduler)
+        if settings.enable_listen_notify:
+            self.notifier = Notifier(
+                gj,
+                self._notified,
+                on_reconnect=self.wake_all,
+                hold_advisory_lock=settings.advisory_lock_heartbeat,
+            )
+            self.notifier.start()
+            if not self.notifier.wait_connected(INITIAL_LISTEN_WAIT):
+                logger.warning("not listening yet; polling meanwhile")
+        self.cache.warm()
+        self.cache.start()
+        self.poller.start()
+        self.sweeper.start()
+        self.cleaner.start()
+        if settings.idle_timeout > 0:
+            self.idle_watch = _Every("goodjob-idle-watch", IDLE_CHECK, self._check_idle)
+            self.idle_watch.start()
+        self.started_at = time.monotonic()
+        self.started = True
+        self.wake_all()  # jobs that were already waiting
+        logger.info(
+            "started",
+            extra={
+                "action": "start",
+                "process_id": str(gj.tracker.process_id),
+                "queues": settings.queues,
+            },
+        )
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop gracefully; ``timeout`` overrides ``shutdown_timeout`` (negative: wait)."""
+        with self._lock:
+            if self.stopped or not self.started:
+                return
+            self.stopped = True
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout
+        logger.info("shutting down", extra={"action": "shutdown", "timeout": timeout})
+        self.shutting_down.set()
+        self.stop_requested.set()
+        for part in (self.idle_watch, self.poller, self.cache):
+            if part is not None:
+                part.stop()
+        for scheduler in self.schedulers:
+            scheduler.stop()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        finished = all([s.join(deadline) for s in self.schedulers])
+        unstarted = [job for s in self.schedulers for job in s.take_unstarted()]
+        stuck: list[ClaimedJob] = []
+        if not finished:
+            logger.warning("shutdown timeout reached: interrupting running jobs")
+            for scheduler in self.schedulers:
+                scheduler.interrupt()
+            grace = time.monotonic() + INTERRUPT_GRACE
+            for scheduler in self.schedulers:
+                scheduler.join(grace)
+            stuck = [job for s in self.schedulers for job in s.running_jobs()]
+        self.completer.stop()
+        self._release(unstarted + stuck)
+        self.cleaner.stop()
+        self.sweeper.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
+        self._stop_loop()
+        if self.state in processes.state_providers:
+            processes.state_providers.remove(self.state)
+        tracker = self.gj.tracker
+        try:
+            if self._own_advisory:
+                tracker.unregister(with_advisory_lock=True)
+            tracker.unregister()  # the last one: deletes the row, releases leftover claims
+        except Error as exc:
+            logger.error("could not remove the process row: %s", exc)
+        logger.info("stopped", extra={"action": "stopped"})
+
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Hand back claims of jobs that did not finish, closing their attempts as interrupted."""
+        if not jobs:
+            return
+        outcomes = [
+            Outcome(job, "release", 0.0, error=INTERRUPTED, error_event="interrupted")
+            for job in jobs
+        ]
+        try:
+            self.performer.complete(outcomes)
+        except Error as exc:
+            logger.error("could not release %d jobs: %s", len(jobs), exc)
+
+    def _start_loop(self) -> None:
+        """The event loop that ``async def`` tasks run on (a worker thread waits for each)."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._loop_thread = threading.Thread(target=run, name="goodjob-asyncio", daemon=True)
+        self._loop_thread.start()
+        ready.wait(5)
+
+    def _stop_loop(self) -> None:
+        if self._loop is not None and self._loop_thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(5)
+
+    # -- waking ---------------------------------------------------------------------------
+
+    def wake(self, queue: str | None, count: int = 1) -> None:
+        """Wake a thread in every pool that serves ``queue`` (None: every pool)."""
+        for scheduler in self.schedulers:
+            if scheduler.serves(queue):
+                scheduler.wake(count)
+
+    def wake_all(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.wake(scheduler.spec.threads)
+
+    def _notified(self, queue: str | None, scheduled_at: float | None) -> None:
+        if queue is not None and scheduled_at is not None and scheduled_at > time.time():
+            self.cache.add(queue, scheduled_at)
+            if scheduled_at > time.time() + 0.01:
+                return
+        self.wake(queue)
+
+    def _poll(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.wake(1)  # a poll-woken thread that finds work fans out
+        self.cache.warm()
+
+    def _degraded(self) -> bool:
+        return self.notifier is not None and not self.notifier.connected.is_set()
+
+    # -- periodic work --------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        try:
+            self.gj.tracker.renew(silent=True)
+            self._healthy_db = True
+        except Error:
+            self._healthy_db = False
+            raise
+
+    def _check_idle(self) -> None:
+        if any(not s.idle for s in self.schedulers) or self.completer.pending:
+            return
+        last = max([self.started_at, *(s.last_active for s in self.schedulers)])
+        if time.monotonic() - last >= self.settings.idle_timeout:
+            logger.info("idle for %ss: stopping", self.settings.idle_timeout)
+            self.stop_requested.set()
+
+    def _recorded(self, batch: list[tuple[Scheduler, Outcome]]) -> None:
+        failed = 0
+        for scheduler, outcome in batch:
+            if outcome.failed:
+                scheduler.failed += 1
+                failed += 1
+            else:
+                scheduler.succeeded += 1
+            if outcome.kind == "retry" and outcome.wait > 0:
+                self.cache.add(outcome.job.queue_name, time.time() + outcome.wait)
+        self.failed += failed
+        self.succeeded += len(batch) - failed
+        self.cleaner.jobs_recorded(len(batch))
+
+    # -- health and figures ---------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """LISTEN is up (or, without LISTEN/NOTIFY, the database answered the last sweep)."""
+        if self.notifier is not None:
+            return self.notifier.connected.is_set()
+        return self._healthy_db
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "schedulers": [s.state() for s in self.schedulers],
+            "cache": {"size": len(self.cache), "max": self.settings.max_cache},
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "listening": bool(self.notifier and self.notifier.connected.is_set()),
+            "cron_enabled": self.settings.enable_cron,
+        }

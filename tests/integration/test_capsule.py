@@ -1,0 +1,229 @@
+"""The Capsule in-process (async execution mode): waking, draining, caching, shutting down."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import statistics
+import threading
+import time
+from typing import Any
+
+from goodjob import GoodJob, current_job
+from goodjob.records import processes
+from tests.helpers import sql, wait_until
+
+
+def _status_counts(url: str) -> dict[str, int]:
+    rows = sql(
+        url,
+        "SELECT CASE WHEN finished_at IS NOT NULL THEN 'finished' ELSE 'open' END, count(*)"
+        " FROM goodjob_jobs GROUP BY 1",
+    )
+    return {k: v for k, v in rows}
+
+
+def test_start_runs_jobs_and_shutdown_removes_the_process_row(
+    make_app: Any, database_url: str
+) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    ran: list[int] = []
+
+    @gj.task
+    def work(n: int) -> int:
+        ran.append(n)
+        return n
+
+    gj.start()
+    try:
+        assert len(processes.all_processes(gj.database)) == 1
+        jobs = [work.enqueue(i) for i in range(20)]
+        wait_until(lambda: all(gj.job(j.id).status == "succeeded" for j in jobs), timeout=10)
+        assert sorted(ran) == list(range(20))
+        state = processes.all_processes(gj.database)[0]
+        assert state.lock_type == "advisory"
+        assert state.alive
+    finally:
+        gj.shutdown()
+    assert processes.all_processes(gj.database) == []
+
+
+def test_async_tasks_run_on_the_capsule_loop(make_app: Any) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    loops: list[int] = []
+
+    @gj.task
+    async def nap(n: int) -> int:
+        await asyncio.sleep(0.01)
+        loops.append(id(asyncio.get_running_loop()))
+        return n * 2
+
+    gj.start()
+    try:
+        jobs = [nap.enqueue(i) for i in range(6)]
+        wait_until(lambda: all(gj.job(j.id).status == "succeeded" for j in jobs))
+        assert [gj.job(j.id).result for j in jobs] == [0, 2, 4, 6, 8, 10]
+        assert len(set(loops)) == 1  # one loop, owned by the capsule
+    finally:
+        gj.shutdown()
+
+
+def test_notify_latency_median_under_50ms_with_slow_polling(make_app: Any) -> None:
+    gj: GoodJob = make_app(poll_interval=30, max_threads=2)
+    started: dict[int, float] = {}
+
+    @gj.task
+    def mark(n: int) -> None:
+        started[n] = time.monotonic()
+
+    gj.start()
+    try:
+        latencies = []
+        for n in range(20):
+            t0 = time.monotonic()
+            mark.enqueue(n)
+            wait_until(lambda n=n: n in started, timeout=5, interval=0.001)
+            latencies.append(started[n] - t0)
+        median = statistics.median(latencies)
+        assert median < 0.05, f"median enqueue->start {median * 1000:.1f} ms"
+    finally:
+        gj.shutdown()
+
+
+def test_scheduled_jobs_start_within_half_a_second_of_their_time(make_app: Any) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    started: dict[int, float] = {}
+
+    @gj.task
+    def mark(n: int) -> None:
+        started[n] = time.time()
+
+    gj.start()
+    try:
+        due = {}
+        for n, wait in enumerate((1.0, 1.5, 2.0)):
+            due[n] = time.time() + wait
+            mark.using(wait=wait).enqueue(n)
+        wait_until(lambda: len(started) == 3, timeout=10)
+        for n, at in due.items():
+            assert -0.05 < started[n] - at < 0.5, f"job {n} started {started[n] - at:+.3f}s off"
+    finally:
+        gj.shutdown()
+
+
+def test_cache_is_warmed_at_start_for_jobs_scheduled_before(make_app: Any) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    started: list[float] = []
+
+    @gj.task
+    def mark() -> None:
+        started.append(time.time())
+
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+    mark.using(run_at=at).enqueue()  # before any worker listens: only the warm-up knows it
+    gj.start()
+    try:
+        wait_until(lambda: started, timeout=5)
+        assert abs(started[0] - at.timestamp()) < 0.5
+    finally:
+        gj.shutdown()
+
+
+def test_shutdown_lets_running_job_finish_and_tells_it(make_app: Any, database_url: str) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    entered = threading.Event()
+    saw: list[bool] = []
+
+    @gj.task
+    def slow() -> str:
+        entered.set()
+        job = current_job()
+        assert job is not None
+        wait_until(lambda: job.shutting_down, timeout=5)
+        saw.append(job.shutting_down)
+        return "done"
+
+    gj.start()
+    job = slow.enqueue()
+    assert entered.wait(5)
+    gj.shutdown()
+    assert saw == [True]
+    assert gj.job(job.id).status == "succeeded"
+    assert processes.all_processes(gj.database) == []
+
+
+def test_shutdown_timeout_interrupts_and_releases_the_job(make_app: Any, database_url: str) -> None:
+    gj: GoodJob = make_app(poll_interval=30)
+    entered = threading.Event()
+
+    @gj.task
+    def stubborn() -> None:
+        entered.set()
+        while True:
+            time.sleep(0.01)  # ignores shutting_down on purpose
+
+    gj.start()
+    job = stubborn.enqueue()
+    assert entered.wait(5)
+    t0 = time.monotonic()
+    gj.shutdown(timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    row = sql(
+        database_url,
+        "SELECT locked_by_id, finished_at FROM goodjob_jobs WHERE id = %s",
+        (job.id,),
+    )[0]
+    assert row == (None, None)  # released, not finished: another worker will re-run it
+    execution = sql(
+        database_url,
+        "SELECT error_event, finished_at IS NOT NULL FROM goodjob_executions WHERE job_id = %s",
+        (job.id,),
+    )
+    assert execution == [("interrupted", True)]
+
+
+def test_many_threads_drain_every_job_exactly_once(make_app: Any, database_url: str) -> None:
+    gj: GoodJob = make_app(poll_interval=30, queues="a,b:3;*:4")
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    @gj.task
+    def tick(n: int) -> None:
+        with lock:
+            seen.append(n)
+
+    gj.enqueue_all(
+        tick.using(queue=("a", "b", "c")[n % 3]).prepare(n) for n in range(600)
+    )
+    gj.start()
+    try:
+        wait_until(lambda: len(seen) >= 600, timeout=30)
+        wait_until(lambda: _status_counts(database_url) == {"finished": 600}, timeout=10)
+    finally:
+        gj.shutdown()
+    assert sorted(seen) == list(range(600))
+    assert sql(database_url, "SELECT count(*) FROM goodjob_executions")[0][0] == 600
+
+
+def test_process_state_carries_pool_figures(make_app: Any) -> None:
+    gj: GoodJob = make_app(poll_interval=30, queues="mail:2;*", process_stale_seconds=0.2)
+
+    @gj.task
+    def noop() -> None:
+        pass
+
+    gj.start()
+    try:
+        noop.enqueue()
+        wait_until(
+            lambda: processes.all_processes(gj.database)[0].state.get("succeeded") == 1,
+            timeout=5,
+        )
+        state = processes.all_processes(gj.database)[0].state
+        assert [s["queues"] for s in state["schedulers"]] == ["mail", "*"]
+        assert [s["max_threads"] for s in state["schedulers"]] == [2, 5]
+        assert state["schedulers"][1]["available_threads"] == 5
+        assert state["cache"]["max"] == gj.settings.max_cache
+        assert state["listening"] is True
+    finally:
+        gj.shutdown()
