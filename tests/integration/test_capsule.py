@@ -192,9 +192,7 @@ def test_many_threads_drain_every_job_exactly_once(make_app: Any, database_url: 
         with lock:
             seen.append(n)
 
-    gj.enqueue_all(
-        tick.using(queue=("a", "b", "c")[n % 3]).prepare(n) for n in range(600)
-    )
+    gj.enqueue_all(tick.using(queue=("a", "b", "c")[n % 3]).prepare(n) for n in range(600))
     gj.start()
     try:
         wait_until(lambda: len(seen) >= 600, timeout=30)

@@ -164,4 +164,3 @@ def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_ur
         ).fetchone()
     assert row is not None
     assert row[0] >= FINISHED
-

@@ -185,10 +185,14 @@ class WorkerConfig:
     threads: int | None = None  # None: goodjob's default
     processes: int = 1
     poll_interval: float | None = None  # None: goodjob's default
+    pool_size: int | None = None  # None: goodjob's default (database_pool_size)
+    batch: int = 1  # performer loop only: jobs per claim and per complete
 
     def describe(self) -> str:
         threads = "default" if self.threads is None else str(self.threads)
-        return f"{self.processes}x{threads} threads"
+        pool = "" if self.pool_size is None else f", pool {self.pool_size}"
+        batch = "" if self.batch == 1 else f", batch {self.batch}"
+        return f"{self.processes}x{threads} threads{pool}{batch}"
 
 
 def goodjob_workers(
@@ -205,12 +209,18 @@ def goodjob_workers(
             argv += ["--poll-interval", str(config.poll_interval)]
         if config.processes > 1:
             argv += ["--processes", str(config.processes)]
+        if config.pool_size is not None:
+            argv += ["--database-pool-size", str(config.pool_size)]
         return [WorkerProcess(argv, env, label)]
+    if config.pool_size is not None:
+        env["GOODJOB_DATABASE_POOL_SIZE"] = str(config.pool_size)
     argv = [sys.executable, "-m", "goodjob.bench.worker"]
     if config.threads is not None:
         argv += ["--threads", str(config.threads)]
     if config.poll_interval is not None:
         argv += ["--poll-interval", str(config.poll_interval)]
+    if config.batch > 1:
+        argv += ["--batch", str(config.batch)]
     return [WorkerProcess(argv, env, f"{label}-{i}") for i in range(config.processes)]
 
 

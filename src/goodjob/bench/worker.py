@@ -28,8 +28,9 @@ logger = logging.getLogger("goodjob.bench.worker")
 
 
 class PerformerLoop:
-    def __init__(self, threads: int, poll_interval: float) -> None:
+    def __init__(self, threads: int, poll_interval: float, batch: int = 1) -> None:
         self.threads = threads
+        self.batch = batch
         self.poll_interval = poll_interval
         self.stop = threading.Event()
         self.wake = threading.Condition()
@@ -46,7 +47,7 @@ class PerformerLoop:
             with self.wake:
                 seen = self.generation
             try:
-                claimed = self.performer.claim(1)
+                claimed = self.performer.claim(self.batch)
             except Error:
                 logger.exception("claim failed")
                 self.stop.wait(1.0)
@@ -56,7 +57,7 @@ class PerformerLoop:
                     if self.generation == seen:
                         self.wake.wait(self.poll_interval)
                 continue
-            self.performer.complete([self.performer.perform(claimed[0])])
+            self.performer.complete([self.performer.perform(job) for job in claimed])
 
     def sweep(self) -> None:
         while not self.stop.wait(gj.settings.sweep_interval):
@@ -87,8 +88,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="goodjob bench: a Performer thread loop")
     parser.add_argument("--threads", type=int, default=gj.settings.max_threads)
     parser.add_argument("--poll-interval", type=float, default=gj.settings.poll_interval)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="jobs per claim and per complete statement (a prototype of batched claiming)",
+    )
     options = parser.parse_args(argv)
-    loop = PerformerLoop(options.threads, options.poll_interval)
+    loop = PerformerLoop(options.threads, options.poll_interval, options.batch)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
     signal.signal(signal.SIGINT, lambda *_: loop.stop.set())
     loop.run()

@@ -109,19 +109,25 @@ SELECT (SELECT got FROM sweeper) AS swept,
        (SELECT count(*) FROM woken) AS notified_queues;
 
 -- name: jobs_insert
--- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row).
+-- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The arrays
+-- travel in binary (%(x)b): a text array of 1,000 JSON documents costs psycopg several times
+-- more to quote and escape than the insert costs the server (issue 5: enqueue_all throughput).
 WITH inserted AS (
     INSERT INTO goodjob_jobs
         (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
          batch_id)
     SELECT i.id, i.queue_name, i.priority, i.task_name, i.arguments,
            coalesce(i.run_at, now() + make_interval(secs => i.wait)),
-           nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}'),
+           -- No labels (the common case) skips a sub-select per row.
+           CASE WHEN jsonb_typeof(i.labels) = 'array' AND jsonb_array_length(i.labels) = 0
+                THEN NULL
+                ELSE nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}')
+           END,
            i.concurrency_key, i.batch_id
-    FROM unnest(%(ids)s::uuid[], %(queue_names)s::text[], %(priorities)s::int[],
-                %(task_names)s::text[], %(arguments)s::jsonb[], %(run_ats)s::timestamptz[],
-                %(waits)s::float8[], %(labels)s::jsonb[], %(concurrency_keys)s::text[],
-                %(batch_ids)s::uuid[])
+    FROM unnest(%(ids)b::uuid[], %(queue_names)b::text[], %(priorities)b::int[],
+                %(task_names)b::text[], %(arguments)b::jsonb[], %(run_ats)b::timestamptz[],
+                %(waits)b::float8[], %(labels)b::jsonb[], %(concurrency_keys)b::text[],
+                %(batch_ids)b::uuid[])
         AS i(id, queue_name, priority, task_name, arguments, run_at, wait, labels,
              concurrency_key, batch_id)
     RETURNING queue_name, scheduled_at
