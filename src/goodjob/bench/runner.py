@@ -23,6 +23,9 @@ from goodjob.bench.environment import WorkerConfig, WorkerMode, fresh_database, 
 
 ALL = ("enqueue", "drain", "latency", "history", "recovery")
 Emit = Callable[[dict[str, Any]], None]
+# The batched-claim prototype (goodjob.bench.worker): 5 threads, each claiming and completing
+# 50 jobs per statement.
+PROTOTYPE = WorkerConfig(threads=5, pool_size=7, batch=50)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,9 @@ class Run:
                 lambda u: sc.goodjob_drain(u, s, WorkerConfig(), o.mode, "drain"),
             )
             empty_drain = default
-            for name, mine in [("drain_default", default)] + (
-                [
+            drains = [("drain_default", default)]
+            if "drain" in o.scenarios:
+                drains.append(
                     (
                         "drain_best",
                         self._on_fresh(
@@ -129,10 +133,21 @@ class Run:
                             lambda u: sc.goodjob_drain(u, s, o.best, o.mode, "drain-best"),
                         ),
                     )
-                ]
-                if "drain" in o.scenarios
-                else []
-            ):
+                )
+                # Not goodjob's runtime: its Performer driven by threads that claim and complete
+                # PROTOTYPE_BATCH jobs per statement, to measure what batched claims would give.
+                drains.append(
+                    (
+                        "drain_batched_prototype",
+                        self._on_fresh(
+                            "goodjob-drain-prototype",
+                            lambda u: sc.goodjob_drain(
+                                u, s, PROTOTYPE, "performer", "drain-prototype"
+                            ),
+                        ),
+                    )
+                )
+            for name, mine in drains:
                 ratio = _ratio(mine["jobs_per_s"], base["jobs_per_s"])
                 self._add(
                     _line(

@@ -73,16 +73,23 @@ QUICK = {
 @click.option(
     "--best-threads",
     type=click.IntRange(1),
-    default=10,
+    default=20,
     show_default=True,
     help="threads per process of the drain_best scenario",
 )
 @click.option(
     "--best-processes",
     type=click.IntRange(1),
-    default=2,
+    default=1,
     show_default=True,
     help="worker processes of the drain_best scenario",
+)
+@click.option(
+    "--best-pool-size",
+    type=click.IntRange(2),
+    default=22,
+    show_default=True,
+    help="connections in each process's pool in the drain_best scenario",
 )
 @click.option(
     "--worker",
@@ -103,6 +110,7 @@ def bench(
     scenarios: tuple[str, ...],
     best_threads: int,
     best_processes: int,
+    best_pool_size: int,
     worker: str,
 ) -> None:
     """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
@@ -133,7 +141,7 @@ def bench(
         url=database_url,
         sizes=sizes,
         mode="start" if worker == "start" else "performer",
-        best=WorkerConfig(threads=best_threads, processes=best_processes),
+        best=WorkerConfig(threads=best_threads, processes=best_processes, pool_size=best_pool_size),
         scenarios=scenarios or runner.ALL,
     )
     try:

@@ -189,12 +189,12 @@ ORDER BY c.priority, c.scheduled_at, c.id;
 -- that lost its claim changes nothing. Outcomes: succeeded and discarded finish the job; retry
 -- reschedules it after %(waits)s seconds; release returns it to the queue untouched (interrupted
 -- at shutdown). Finished jobs that are not preserved are deleted instead. Returns the ids that
--- were recorded.
+-- were recorded. Arrays travel in binary (%(x)b), as in jobs_insert.
 WITH outcome AS (
     SELECT *
-    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(kinds)s::text[], %(results)s::jsonb[],
-                %(errors)s::text[], %(error_events)s::text[], %(backtraces)s::text[],
-                %(waits)s::float8[], %(durations)s::float8[], %(preserve)s::bool[])
+    FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(kinds)b::text[], %(results)b::jsonb[],
+                %(errors)b::text[], %(error_events)b::text[], %(backtraces)b::text[],
+                %(waits)b::float8[], %(durations)b::float8[], %(preserve)b::bool[])
         AS o(id, attempt, kind, result, error, error_event, backtrace, wait, duration, preserve)
 ),
 fenced AS (
