@@ -50,11 +50,12 @@ SEED = [
            now() + interval '1 day' + g * interval '1 s'
     FROM generate_series(1, {FUTURE}) AS g
     """,
-    # Due jobs: a busy queue and a small one.
+    # Due jobs: a busy queue, older, and a small one behind it.
     f"""
     INSERT INTO goodjob_jobs (id, queue_name, task_name, scheduled_at)
     SELECT gen_random_uuid(), CASE WHEN g <= {DUE_MAIL} THEN 'mail' ELSE 'default' END, 'due',
-           now() - interval '1 minute'
+           CASE WHEN g <= {DUE_MAIL} THEN now() - interval '1 minute'
+                ELSE now() - interval '1 hour' END
     FROM generate_series(1, {DUE_DEFAULT + DUE_MAIL}) AS g
     """,
     "ANALYZE goodjob_jobs",
@@ -154,6 +155,20 @@ def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
     assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == [
         ("Index Scan", "goodjob_jobs_dequeue_any")
     ], _describe(nodes)
+
+
+@pytest.mark.parametrize("queues", ["mail", "+mail"])
+@pytest.mark.parametrize("limit", [1, 10])
+def test_claim_from_one_named_queue_uses_the_queue_index(
+    history: GoodJob, database_url: str, queues: str, limit: int
+) -> None:
+    """A small named queue is read through goodjob_jobs_dequeue_queue, so its claim never walks
+    the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
+    nodes = _claim_plan(history, database_url, queues, limit)
+    candidates = _candidate_scans(nodes)
+    assert [n.get("Index Name") for n in candidates] == ["goodjob_jobs_dequeue_queue"], _describe(
+        nodes
+    )
 
 
 def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_url: str) -> None:
