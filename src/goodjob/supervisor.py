@@ -36,7 +36,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def run_worker(
-    gj: GoodJob, *, probe: bool = True, status: mmap.mmap | None = None, slot: int = 0
+    gj: GoodJob,
+    *,
+    probe: bool = True,
+    status: mmap.mmap | None = None,
+    slot: int = 0,
+    parent: int | None = None,
 ) -> int:
     """Run one Capsule until a signal or the idle timeout; returns the exit code."""
     from goodjob.runtime import Capsule
@@ -70,6 +75,9 @@ def run_worker(
         while not capsule.stop_requested.wait(0.5):
             if status is not None:
                 _set_status(status, slot, capsule)
+            if parent is not None and os.getppid() != parent:
+                logger.warning("the supervisor is gone: shutting down")
+                capsule.stop_requested.set()
         if status is not None:
             status[slot] = 0
         systemd.stopping()
@@ -98,6 +106,7 @@ class Supervisor:
         self.signals = 0
         # One byte per child, shared across fork: 0 down, 1 started, 2 started and connected.
         self.status = mmap.mmap(-1, processes)
+        self.pid = os.getpid()
 
     def run(self) -> int:
         for signum in SIGNALS:
@@ -165,8 +174,16 @@ class Supervisor:
             try:
                 for signum in SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
+                # A group of its own: Ctrl-C in a terminal signals the whole foreground group,
+                # and the child would count the supervisor's forwarded copy as a second signal
+                # (exit at once). The supervisor forwards every signal itself.
+                os.setpgid(0, 0)
+                # Only the supervisor talks to systemd (NotifyAccess=main ignores children).
+                os.environ.pop("NOTIFY_SOCKET", None)
                 self.gj.database.reset_after_fork()
-                code = run_worker(self.gj, probe=False, status=self.status, slot=slot)
+                code = run_worker(
+                    self.gj, probe=False, status=self.status, slot=slot, parent=self.pid
+                )
             except BaseException:
                 logger.exception("worker failed")
             finally:

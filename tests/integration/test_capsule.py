@@ -225,3 +225,30 @@ def test_process_state_carries_pool_figures(make_app: Any) -> None:
         assert state["listening"] is True
     finally:
         gj.shutdown()
+
+
+def test_a_poll_woken_pool_ramps_up_to_all_its_threads(make_app: Any) -> None:
+    # No LISTEN: only the poll wakes the pool, one thread at a time; the batch claim and fan-out
+    # must still put every thread to work on a backlog.
+    gj: GoodJob = make_app(enable_listen_notify=False, poll_interval=0.3, max_threads=4)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    @gj.task
+    def busy() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+
+    gj.start()
+    try:
+        gj.enqueue_all(busy.prepare() for _ in range(12))  # heard by nobody: the poll finds it
+        wait_until(lambda: gj._capsule.succeeded == 12, timeout=10)
+    finally:
+        gj.shutdown()
+    assert peak == 4

@@ -4,7 +4,8 @@ FastAPI / Starlette::
 
     app = FastAPI(lifespan=goodjob.contrib.asgi.lifespan(gj))
 
-Any ASGI app (handles the ``lifespan`` protocol and passes everything else through)::
+Any ASGI app (answers the ``lifespan`` protocol itself and passes everything else through; the
+wrapped app sees no lifespan events, so an app with its own lifespan should use ``lifespan``)::
 
     app = goodjob.contrib.asgi.GoodJobLifespan(app, gj)
 """

@@ -277,3 +277,37 @@ deleted AS (
     DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
 )
 SELECT count(*) AS deleted FROM deleted;
+
+-- name: demo_progress
+-- Jobs of one demo run (by label) per state, for `goodjob demo`'s live view.
+SELECT {status} AS status, count(*) AS jobs
+FROM goodjob_jobs j
+WHERE j.labels @> ARRAY[%(label)s::text]
+GROUP BY 1;
+
+-- name: demo_summary
+-- Per queue for one demo run: jobs, attempts, and the wait from due to started of first attempts
+-- (percentiles in seconds); the NULL queue row is the total.
+SELECT e.queue_name,
+       count(DISTINCT e.job_id) AS jobs,
+       count(*) AS attempts,
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM e.performed_at - e.scheduled_at)
+       ) FILTER (WHERE e.attempt = 1) AS wait,
+       extract(epoch FROM max(e.finished_at) - min(e.performed_at))::float8 AS span
+FROM goodjob_executions e
+JOIN goodjob_jobs j ON j.id = e.job_id
+WHERE j.labels @> ARRAY[%(label)s::text]
+GROUP BY ROLLUP (e.queue_name)
+ORDER BY e.queue_name NULLS LAST;
+
+-- name: demo_peak_throughput
+-- The most attempts of one demo run that finished within one wall-clock second.
+SELECT max(n)::int AS peak
+FROM (
+    SELECT count(*) AS n
+    FROM goodjob_executions e
+    JOIN goodjob_jobs j ON j.id = e.job_id
+    WHERE j.labels @> ARRAY[%(label)s::text] AND e.finished_at IS NOT NULL
+    GROUP BY date_trunc('second', e.finished_at)
+) per_second;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -102,12 +103,18 @@ class Capsule:
         """Start every part; returns once workers are running (and listening, when enabled)."""
         gj, settings = self.gj, self.settings
         gj.check_schema()
-        self._start_loop()
         gj.tracker.register()
-        if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
-            gj.tracker.register(with_advisory_lock=True)  # the tracker opens its own connection
-            self._own_advisory = True
-        gj.tracker.id_for_lock()  # the row exists from the start
+        try:
+            if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
+                gj.tracker.register(with_advisory_lock=True)  # the tracker opens a connection
+                self._own_advisory = True
+            gj.tracker.id_for_lock()  # the row exists from the start
+        except BaseException:
+            # Nothing else runs yet: undo the registrations so no half-started row stays.
+            while gj.tracker.locks:
+                gj.tracker.unregister(with_advisory_lock=gj.tracker.advisory_locks > 0)
+            raise
+        self._start_loop()
         processes.state_providers.append(self.state)
         self.completer.start()
         for index, spec in enumerate(self.specs):
@@ -143,7 +150,11 @@ class Capsule:
         self.started = True
         self.wake_all()  # jobs that were already waiting
         logger.info(
-            "started",
+            "started: process %s (pid %d), queues %r, %s",
+            gj.tracker.process_id,
+            os.getpid(),
+            settings.queues,
+            "listening" if self.connected else "polling",
             extra={
                 "action": "start",
                 "process_id": str(gj.tracker.process_id),
@@ -159,7 +170,11 @@ class Capsule:
             self.stopped = True
         if timeout is None:
             timeout = self.settings.shutdown_timeout
-        logger.info("shutting down", extra={"action": "shutdown", "timeout": timeout})
+        logger.info(
+            "shutting down (%s)",
+            "waiting for running jobs" if timeout < 0 else f"running jobs get {timeout}s",
+            extra={"action": "shutdown", "timeout": timeout},
+        )
         self.shutting_down.set()
         self.stop_requested.set()
         for part in (self.idle_watch, self.poller, self.cache):

@@ -87,7 +87,7 @@ class Completer:
         attempts = 0
         while True:
             try:
-                self.performer.complete([outcome for _, outcome in batch])
+                recorded = self.performer.complete([outcome for _, outcome in batch])
                 break
             except Error as exc:
                 attempts += 1
@@ -99,4 +99,5 @@ class Completer:
                 logger.warning("recording outcomes failed: %s; retrying", exc)
                 time.sleep(RETRY_BACKOFF)
         if self.on_recorded is not None:
-            self.on_recorded(batch)
+            # Only what was written counts; a fenced (zombie) outcome was logged by complete().
+            self.on_recorded([(s, o) for s, o in batch if o.job.id in recorded])

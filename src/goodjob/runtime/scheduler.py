@@ -1,10 +1,13 @@
 """A Scheduler: one thread pool serving one queue selection.
 
-Threads sleep until woken (NOTIFY, poll, a future-job timer). A woken thread claims, runs and
-keeps draining until a claim comes back empty. When several threads are idle, one claim
-statement fetches a job for each of them (``claim(limit=1 + idle)``) and hands the extras over,
-so a burst costs one round trip instead of one per thread. Outcomes go to the batching
-:class:`~goodjob.runtime.completer.Completer`; the thread does not wait for them to be written.
+A claimer thread sleeps until woken (NOTIFY, poll, a future-job timer), then claims as many jobs
+as the pool has free threads, in one statement, and hands them to those threads. While claims
+come back full it keeps draining: each time a thread frees up it claims again, so a backlog costs
+one round trip per batch of free threads rather than one per job, and a single wake-up (a poll)
+puts every thread to work (fan-out). A claim that comes back short means the queue is drained;
+the claimer sleeps until the next wake-up. No job is claimed before a thread is free to run it.
+Outcomes go to the batching :class:`~goodjob.runtime.completer.Completer`; threads do not wait
+for them to be written.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ class Scheduler:
         self.completer = completer
         self.performer = Performer(gj, spec.queues, loop=loop, shutdown=shutdown)
         self._shutdown = shutdown  # set: stop claiming (jobs see current_job().shutting_down)
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._lock = lock
+        self._work = threading.Condition(lock)  # worker threads wait here for a job
+        self._claim_wanted = threading.Condition(lock)  # the claimer waits here
         self._pending: collections.deque[ClaimedJob] = collections.deque()
-        self._wakeups = 0
-        self._idle = 0
-        self._running: dict[int, ClaimedJob] = {}  # thread ident -> job it runs
+        self._running: dict[int, ClaimedJob] = {}  # thread ident -> the job it runs
+        self._wakeups = 0  # wake-ups not yet answered by a claim
+        self._draining = False  # the last claim came back full: claim again as threads free up
         self._threads: list[threading.Thread] = []
         self.last_active = time.monotonic()
         self.claimed = 0
@@ -62,17 +68,23 @@ class Scheduler:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        claimer = threading.Thread(
+            target=self._claimer, name=f"goodjob-claimer-{self.index}", daemon=True
+        )
+        claimer.start()
+        self._threads.append(claimer)
         for n in range(self.spec.threads):
             thread = threading.Thread(
-                target=self._work, name=f"goodjob-worker-{self.index}-{n}", daemon=True
+                target=self._worker, name=f"goodjob-worker-{self.index}-{n}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop claiming; threads finish their current job and exit."""
-        with self._cond:
-            self._cond.notify_all()
+        """Stop claiming; threads finish their current job and exit (the shutdown Event is set)."""
+        with self._lock:
+            self._work.notify_all()
+            self._claim_wanted.notify_all()
 
     def join(self, deadline: float | None) -> bool:
         """Wait for the threads until ``deadline`` (monotonic; None waits forever)."""
@@ -83,18 +95,18 @@ class Scheduler:
 
     def take_unstarted(self) -> list[ClaimedJob]:
         """Claimed jobs no thread started (handed over as shutdown began): to be released."""
-        with self._cond:
+        with self._lock:
             jobs = list(self._pending)
             self._pending.clear()
         return jobs
 
     def running_jobs(self) -> list[ClaimedJob]:
-        with self._cond:
+        with self._lock:
             return list(self._running.values())
 
     def interrupt(self) -> None:
         """Raise JobInterrupted inside every thread still running a job (shutdown timeout)."""
-        with self._cond:
+        with self._lock:
             idents = list(self._running)
         for ident in idents:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -104,10 +116,10 @@ class Scheduler:
     # -- waking ---------------------------------------------------------------------------
 
     def wake(self, count: int = 1) -> None:
-        """Ask up to ``count`` threads to look for work."""
-        with self._cond:
+        """Ask the pool to look for work (``count`` is kept for callers; one claim answers all)."""
+        with self._lock:
             self._wakeups = min(self._wakeups + count, self.spec.threads)
-            self._cond.notify(count)
+            self._claim_wanted.notify()
 
     def serves(self, queue: str | None) -> bool:
         return queue is None or self.spec.queues.serves(queue)
@@ -133,80 +145,67 @@ class Scheduler:
             "failed": self.failed,
         }
 
-    # -- the thread -----------------------------------------------------------------------
+    # -- the claimer ----------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _free(self) -> int:
+        return self.spec.threads - len(self._running) - len(self._pending)
+
+    def _claimer(self) -> None:
+        while True:
+            with self._lock:
+                while not self._shutdown.is_set() and not (
+                    (self._wakeups or self._draining) and self._free() > 0
+                ):
+                    self._claim_wanted.wait()
+                if self._shutdown.is_set():
+                    return
+                limit = self._free()
+                self._wakeups = 0  # this claim answers every wake-up so far
+            try:
+                jobs = self.performer.claim(limit)
+            except Error as exc:
+                logger.warning("claim failed: %s", exc, extra={"action": "claim"})
+                with self._lock:
+                    self._wakeups = max(self._wakeups, 1)  # try again after the back-off
+                self._shutdown.wait(CLAIM_ERROR_BACKOFF)
+                continue
+            with self._lock:
+                self.claimed += len(jobs)
+                self._pending.extend(jobs)
+                self._work.notify(len(jobs))
+                self._draining = len(jobs) == limit
+
+    # -- the worker threads ---------------------------------------------------------------
+
+    def _worker(self) -> None:
         try:
-            self._drain_loop()
+            self._work_loop()
         except _ShutdownInterrupt:
             return  # landed between jobs: the thread was stopping anyway
 
-    def _drain_loop(self) -> None:
+    def _work_loop(self) -> None:
         ident = threading.get_ident()
-        draining = False
         while True:
-            job: ClaimedJob | None = None
-            with self._cond:
-                while (
-                    not draining
-                    and not self._pending
-                    and self._wakeups == 0
-                    and not self._shutdown.is_set()
-                ):
-                    self._idle += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self._idle -= 1
+            with self._lock:
+                while not self._pending and not self._shutdown.is_set():
+                    self._work.wait()
                 if self._shutdown.is_set():
-                    return
-                if self._pending:
-                    job = self._pending.popleft()
-                elif self._wakeups and not draining:
-                    self._wakeups -= 1
-                idle = self._idle
-            if job is None:
-                job = self._claim(1 + idle)
-                if job is None:
-                    draining = False
-                    continue
-            draining = True
-            self._perform(ident, job)
-
-    def _claim(self, limit: int) -> ClaimedJob | None:
-        try:
-            jobs = self.performer.claim(limit)
-        except Error as exc:
-            logger.warning("claim failed: %s", exc, extra={"action": "claim"})
-            self._shutdown.wait(CLAIM_ERROR_BACKOFF)
-            return None
-        if not jobs:
-            return None
-        self.claimed += len(jobs)
-        if len(jobs) > 1:
-            with self._cond:
-                self._pending.extend(jobs[1:])
-                self._cond.notify(len(jobs) - 1)
-        elif limit == 1 and self._idle:
-            # Fan-out: a full batch suggests more work; let one more idle thread look.
-            self.wake(1)
-        return jobs[0]
-
-    def _perform(self, ident: int, job: ClaimedJob) -> None:
-        with self._cond:
-            self._running[ident] = job
-        outcome: Outcome | None = None
-        try:
-            outcome = self.performer.perform(job)
-        except _ShutdownInterrupt:
-            # Shutdown timeout: the capsule releases this job's claim itself.
-            outcome = None
-        finally:
-            with self._cond:
-                self._running.pop(ident, None)
-            self.last_active = time.monotonic()
-        if outcome is not None:
-            self.completer.submit(self, outcome)
+                    return  # jobs still pending are released by the capsule
+                job = self._pending.popleft()
+                self._running[ident] = job
+            outcome: Outcome | None = None
+            try:
+                outcome = self.performer.perform(job)
+            except _ShutdownInterrupt:
+                outcome = None  # shutdown timeout: the capsule releases this job's claim
+            finally:
+                with self._lock:
+                    self._running.pop(ident, None)
+                    if self._draining or self._wakeups:
+                        self._claim_wanted.notify()
+                self.last_active = time.monotonic()
+            if outcome is not None:
+                self.completer.submit(self, outcome)
 
 
 class _ShutdownInterrupt(JobInterrupted):
