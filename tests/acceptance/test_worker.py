@@ -232,3 +232,20 @@ def test_processes_by_threads_drain_5000_jobs_exactly_once(
         (5000, 1)
     ]
     assert sql(database_url, "SELECT count(DISTINCT process_id) FROM goodjob_executions")[0][0] >= 2
+
+
+def test_notify_latency_of_a_started_worker_is_under_50ms_median(
+    workers: Workers, client: GoodJob, database_url: str
+) -> None:
+    worker = workers.start("--poll-interval", "30")
+    wait_until(lambda: worker.pid in process_pids(database_url), timeout=15)
+    latencies = []
+    for n in range(15):
+        name = f"lat{n}"
+        enqueued = time.time()
+        client.tasks["mark"].enqueue(name)
+        wait_until(lambda name=name: workers.marker(name), timeout=5, interval=0.002)
+        latencies.append(workers.marker_data(f"{name}.1.started")[1] - enqueued)
+    latencies.sort()
+    median = latencies[len(latencies) // 2]
+    assert median < 0.05, f"median enqueue->start {median * 1000:.1f} ms"

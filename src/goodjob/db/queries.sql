@@ -251,12 +251,14 @@ WHERE j.id = %(id)s;
 SELECT * FROM goodjob_executions WHERE job_id = %(id)s ORDER BY attempt;
 
 -- name: runtime_future_jobs
--- The start times of the next scheduled jobs (warms a worker's future-job cache), with the
--- database clock so the worker can correct its own.
+-- The start times of the next scheduled jobs, within %(horizon)s seconds when not NULL (warms a
+-- worker's future-job cache), with the database clock so the worker can correct its own.
 SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch,
        extract(epoch FROM now())::float8 AS now_epoch
 FROM goodjob_jobs j
 WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > now()
+  AND (%(horizon)s::float8 IS NULL
+       OR j.scheduled_at <= now() + make_interval(secs => %(horizon)s::float8))
 ORDER BY j.scheduled_at
 LIMIT %(limit)s;
 

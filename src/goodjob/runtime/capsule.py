@@ -132,7 +132,7 @@ class Capsule:
             self.notifier = Notifier(
                 gj,
                 self._notified,
-                on_reconnect=self.wake_all,
+                on_reconnect=self._reconnected,
                 hold_advisory_lock=settings.advisory_lock_heartbeat,
             )
             self.notifier.start()
@@ -258,6 +258,12 @@ class Capsule:
         for scheduler in self.schedulers:
             scheduler.wake(scheduler.spec.threads)
 
+    def _reconnected(self) -> None:
+        """NOTIFYs sent while LISTEN was down are lost: look for work and re-warm the cache."""
+        self.wake_all()
+        if self.started:
+            self.cache.warm()
+
     def _notified(self, queue: str | None, scheduled_at: float | None) -> None:
         if queue is not None and scheduled_at is not None and scheduled_at > time.time():
             self.cache.add(queue, scheduled_at)
@@ -267,8 +273,10 @@ class Capsule:
 
     def _poll(self) -> None:
         for scheduler in self.schedulers:
-            scheduler.wake(1)  # a poll-woken thread that finds work fans out
-        self.cache.warm()
+            scheduler.wake(1)  # the pool claims for every free thread: one wake-up is enough
+        # Timers for jobs due before the next poll that no NOTIFY told this process about
+        # (scheduled while LISTEN was down, or retries recorded by other processes).
+        self.cache.warm(horizon=2 * max(self.poller.interval, 1.0))
 
     def _degraded(self) -> bool:
         return self.notifier is not None and not self.notifier.connected.is_set()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from goodjob.db import CHANNEL, DedicatedConnection
 from goodjob.errors import Error
+from goodjob.records import processes
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
@@ -136,10 +137,21 @@ class Notifier:
         self.connected.clear()
         if self._registered:
             self._registered = False
+            tracker = self.gj.tracker
             try:
-                self.gj.tracker.unregister(with_advisory_lock=True)
+                tracker.unregister(with_advisory_lock=True)
             except Error as exc:
                 logger.debug("advisory unlock on a broken connection: %s", exc)
+            if tracker.locks and not self._stop.is_set():
+                # Only the LISTEN session may have died (a proxy's idle timeout, a terminated
+                # backend) while this process is healthy: mark the row heartbeat-only at once,
+                # so other processes' sweeps judge it by its heartbeat instead of the lost lock
+                # and do not re-run its jobs. If the database is unreachable this fails, and the
+                # row dies with the lock, as it should.
+                try:
+                    processes.upsert(self.gj.database, tracker.process_id, advisory=False)
+                except Error as exc:
+                    logger.debug("could not mark the row heartbeat-only: %s", exc)
         if self._conn is not None:
             self._conn.close()
             self._conn = None

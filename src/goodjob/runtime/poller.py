@@ -119,12 +119,18 @@ class FutureCache:
             if self._heap[0] == entry:
                 self._cond.notify()
 
-    def warm(self) -> None:
-        """Load the next ``max_size`` scheduled jobs' start times."""
+    def warm(self, horizon: float | None = None) -> None:
+        """Load the next ``max_size`` scheduled jobs' start times (due within ``horizon`` s).
+
+        At start the whole cache is filled; each poll then only looks as far ahead as the next
+        poll, which is all it must cover, so a large schedule costs a small query.
+        """
         if self.max_size <= 0:
             return
         try:
-            rows = self.gj.database.execute("runtime_future_jobs", {"limit": self.max_size})
+            rows = self.gj.database.execute(
+                "runtime_future_jobs", {"limit": self.max_size, "horizon": horizon}
+            )
         except Error as exc:
             logger.warning("future-job cache warm-up failed: %s", exc)
             return
