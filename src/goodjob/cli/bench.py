@@ -73,23 +73,22 @@ QUICK = {
 @click.option(
     "--best-threads",
     type=click.IntRange(1),
-    default=20,
+    default=50,
     show_default=True,
     help="threads per process of the drain_best scenario",
 )
 @click.option(
     "--best-processes",
     type=click.IntRange(1),
-    default=1,
+    default=2,
     show_default=True,
     help="worker processes of the drain_best scenario",
 )
 @click.option(
     "--best-pool-size",
     type=click.IntRange(2),
-    default=22,
-    show_default=True,
-    help="connections in each process's pool in the drain_best scenario",
+    default=None,
+    help="connections in each process's pool in the drain_best scenario [default: goodjob's]",
 )
 @click.option(
     "--worker",
@@ -110,7 +109,7 @@ def bench(
     scenarios: tuple[str, ...],
     best_threads: int,
     best_processes: int,
-    best_pool_size: int,
+    best_pool_size: int | None,
     worker: str,
 ) -> None:
     """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
