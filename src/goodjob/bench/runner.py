@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from goodjob.bench import recovery
 from goodjob.bench import scenarios as sc
 from goodjob.bench.environment import WorkerConfig, WorkerMode, fresh_database, server_facts
 
@@ -200,7 +201,9 @@ class Run:
                 )
             )
         if "recovery" in o.scenarios:
-            mine = self._on_fresh("goodjob-recovery", lambda u: sc.goodjob_recovery(u, s, o.mode))
+            mine = self._on_fresh(
+                "goodjob-recovery", lambda u: recovery.goodjob_recovery(u, s, o.mode)
+            )
             self._add(
                 _line(
                     "recovery",

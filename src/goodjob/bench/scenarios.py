@@ -10,9 +10,7 @@ counting: goodjob's execution rows (one per claim) and, for recovery, the task's
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
-import signal
 import statistics
 import time
 import uuid
@@ -35,8 +33,7 @@ from goodjob.bench.environment import (
     sql,
     wait_for,
 )
-from goodjob.bench.workload import NOOP, RECOVERY_TABLE, STAMP, register
-from goodjob.records import processes
+from goodjob.bench.workload import NOOP, STAMP, register
 
 WAIT_SLACK = 60.0  # seconds added to every drain's deadline
 
@@ -103,13 +100,13 @@ def worker_connections(url: str) -> int:
     )
 
 
-def _client(url: str) -> Any:
+def client(url: str) -> Any:
     app = migrated_app(url)
     app.database.application_name = "goodjob-bench-client"  # not counted as a worker's
     return app
 
 
-def _wait_registered(url: str, count: int, workers: list[WorkerProcess]) -> None:
+def wait_registered(url: str, count: int, workers: list[WorkerProcess]) -> None:
     wait_for(
         lambda: scalar(url, "SELECT count(*) FROM goodjob_processes") >= count,
         timeout=30,
@@ -123,7 +120,7 @@ def _wait_registered(url: str, count: int, workers: list[WorkerProcess]) -> None
 
 def goodjob_enqueue(url: str, sizes: Sizes) -> dict[str, Any]:
     """Jobs/s for ``enqueue`` one per transaction and for ``enqueue_all`` in chunks."""
-    app = _client(url)
+    app = client(url)
     tasks = register(app)
     try:
         tasks.noop.enqueue()  # opens the pool and checks the schema outside the timing
@@ -203,7 +200,7 @@ def goodjob_drain(
     url: str, sizes: Sizes, config: WorkerConfig, mode: WorkerMode, label: str
 ) -> dict[str, Any]:
     """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count."""
-    app = _client(url)
+    app = client(url)
     tasks = register(app)
     try:
         for offset in range(0, sizes.jobs, sizes.chunk):
@@ -315,12 +312,12 @@ def _paced(count: int, gap: float) -> Any:
 
 def goodjob_latency(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
     """Enqueue-commit to task-start, idle worker with 10 threads, polling every 30 s."""
-    app = _client(url)
+    app = client(url)
     tasks = register(app)
     config = WorkerConfig(threads=baseline.THREADS, poll_interval=30.0)
     try:
         with running(goodjob_workers(url, config, mode, "latency")) as workers:
-            _wait_registered(url, 1, list(workers))
+            wait_registered(url, 1, list(workers))
             warm = [tasks.stamp.enqueue().id for _ in range(3)]  # proves NOTIFY wakes it
             wait_for(
                 lambda: (
@@ -403,99 +400,3 @@ def baseline_latency(url: str, sizes: Sizes) -> dict[str, Any]:
     rows = sql(url, "SELECT id, result FROM baseline_jobs WHERE id = ANY(%s)", (list(committed),))
     latencies = [(result - committed[job_id]) * 1000 for job_id, result in rows]
     return {"jobs": len(latencies), **_percentiles(latencies), "idle_rss_mb": rss}
-
-
-# -- recovery ---------------------------------------------------------------------------------
-
-
-def goodjob_recovery(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
-    """SIGKILL the worker running a long job; seconds until another worker starts it again."""
-    app = _client(url)
-    tasks = register(app)
-    sql(url, RECOVERY_TABLE)
-    # For RESTART_GRACE_SECONDS after a server start every advisory-locked process counts as
-    # alive (they may be reconnecting), so a kill right after `goodjob bench` started the
-    # embedded server would measure the grace period, not recovery.
-    grace = processes.RESTART_GRACE_SECONDS + 1
-    wait_for(
-        lambda: scalar(
-            url, "SELECT now() - pg_postmaster_start_time() > %s", (dt.timedelta(seconds=grace),)
-        ),
-        timeout=grace + 5,
-        what="the server's restart grace period to pass",
-        interval=0.5,
-    )
-    config = WorkerConfig()  # default settings
-    workers: list[WorkerProcess] = []
-    times: list[float] = []
-    exactly_once = True
-    try:
-        for i in range(2):
-            workers += goodjob_workers(url, config, mode, f"recovery-{i}")
-        _wait_registered(url, 2, workers)
-        for run in range(sizes.recovery_runs):
-            job_id = tasks.long.enqueue(sizes.recovery_job_seconds).id
-
-            def start_of(attempt: int, job_id: uuid.UUID = job_id) -> Any:
-                rows = sql(
-                    url,
-                    "SELECT pid, at FROM bench_recovery WHERE job_id = %s AND attempt = %s"
-                    " AND event = 'start'",
-                    (job_id, attempt),
-                )
-                return rows[0] if rows else None
-
-            pid, _ = wait_for(lambda: start_of(1), timeout=30, what="the long job to start")
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.time()
-            _, restarted_at = wait_for(
-                lambda: start_of(2), timeout=60, what="the killed job to start again"
-            )
-            times.append(restarted_at - killed_at)
-            wait_for(
-                lambda job_id=job_id: scalar(  # type: ignore[misc]
-                    url,
-                    "SELECT finished_at IS NOT NULL FROM goodjob_jobs WHERE id = %s",
-                    (job_id,),
-                ),
-                timeout=30,
-                what="the re-run to finish",
-            )
-            finishes, executions, interrupted, succeeded = sql(
-                url,
-                """
-                SELECT (SELECT count(*) FROM bench_recovery WHERE job_id = %(id)s
-                            AND event = 'finish'),
-                       (SELECT count(*) FROM goodjob_executions WHERE job_id = %(id)s),
-                       (SELECT count(*) FROM goodjob_executions WHERE job_id = %(id)s
-                            AND error_event = 'interrupted'),
-                       (SELECT count(*) FROM goodjob_jobs WHERE id = %(id)s
-                            AND finished_at IS NOT NULL AND error IS NULL)
-                """,
-                {"id": job_id},
-            )[0]
-            exactly_once &= (finishes, executions, interrupted, succeeded) == (1, 2, 1, 1)
-            # Replace the killed worker so every run starts with two live processes.
-            for worker in list(workers):
-                if worker.process.poll() is not None or worker.pid == pid:
-                    worker.stop()
-                    workers.remove(worker)
-                    workers += goodjob_workers(url, config, mode, f"recovery-r{run}")
-            wait_for(
-                lambda: scalar(url, "SELECT count(*) FROM goodjob_processes") == 2,
-                timeout=30,
-                what="two live worker processes again",
-                workers=workers,
-            )
-    finally:
-        for worker in workers:
-            worker.stop()
-        app.close()
-    return {
-        "runs": len(times),
-        "median_s": round(statistics.median(times), 3),
-        "worst_s": round(max(times), 3),
-        "times_s": [round(t, 3) for t in times],
-        "exactly_once": exactly_once,
-        "config": "2 workers, " + config.describe(),
-    }
