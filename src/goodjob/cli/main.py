@@ -179,11 +179,12 @@ def db_url() -> None:
 
 def _register_commands() -> None:
     # Imported here, not at the top: these modules import the helpers above.
+    from goodjob.cli.bench import bench
     from goodjob.cli.demo import demo
     from goodjob.cli.jobs import COMMANDS as job_commands
     from goodjob.cli.start import start
 
-    for command in (start, demo, *job_commands):
+    for command in (start, demo, bench, *job_commands):
         main.add_command(command)
 
 

@@ -113,19 +113,25 @@ SELECT (SELECT got FROM sweeper) AS swept,
        (SELECT count(*) FROM woken) AS notified_queues;
 
 -- name: jobs_insert
--- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row).
+-- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The arrays
+-- travel in binary (%(x)b): a text array of 1,000 JSON documents costs psycopg several times
+-- more to quote and escape than the insert costs the server (issue 5: enqueue_all throughput).
 WITH inserted AS (
     INSERT INTO goodjob_jobs
         (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
          batch_id)
     SELECT i.id, i.queue_name, i.priority, i.task_name, i.arguments,
            coalesce(i.run_at, now() + make_interval(secs => i.wait)),
-           nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}'),
+           -- No labels (the common case) skips a sub-select per row.
+           CASE WHEN jsonb_typeof(i.labels) = 'array' AND jsonb_array_length(i.labels) = 0
+                THEN NULL
+                ELSE nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}')
+           END,
            i.concurrency_key, i.batch_id
-    FROM unnest(%(ids)s::uuid[], %(queue_names)s::text[], %(priorities)s::int[],
-                %(task_names)s::text[], %(arguments)s::jsonb[], %(run_ats)s::timestamptz[],
-                %(waits)s::float8[], %(labels)s::jsonb[], %(concurrency_keys)s::text[],
-                %(batch_ids)s::uuid[])
+    FROM unnest(%(ids)b::uuid[], %(queue_names)b::text[], %(priorities)b::int[],
+                %(task_names)b::text[], %(arguments)b::jsonb[], %(run_ats)b::timestamptz[],
+                %(waits)b::float8[], %(labels)b::jsonb[], %(concurrency_keys)b::text[],
+                %(batch_ids)b::uuid[])
         AS i(id, queue_name, priority, task_name, arguments, run_at, wait, labels,
              concurrency_key, batch_id)
     RETURNING queue_name, scheduled_at
@@ -199,13 +205,14 @@ ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
 -- that lost its claim changes nothing. Outcomes: succeeded and discarded finish the job; retry
 -- reschedules it after %(waits)s seconds; release returns it to the queue untouched (interrupted
--- at shutdown). A succeeded outcome may carry a handled error (error_event 'handled'). Finished jobs that are not preserved are deleted instead. Returns the ids that
--- were recorded.
+-- at shutdown). A succeeded outcome may carry a handled error (error_event 'handled'). Finished
+-- jobs that are not preserved are deleted instead. Returns the ids that were recorded. Arrays
+-- travel in binary (%(x)b), as in jobs_insert.
 WITH outcome AS (
     SELECT *
-    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(kinds)s::text[], %(results)s::jsonb[],
-                %(errors)s::text[], %(error_events)s::text[], %(backtraces)s::text[],
-                %(waits)s::float8[], %(durations)s::float8[], %(preserve)s::bool[])
+    FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(kinds)b::text[], %(results)b::jsonb[],
+                %(errors)b::text[], %(error_events)b::text[], %(backtraces)b::text[],
+                %(waits)b::float8[], %(durations)b::float8[], %(preserve)b::bool[])
         AS o(id, attempt, kind, result, error, error_event, backtrace, wait, duration, preserve)
 ),
 fenced AS (

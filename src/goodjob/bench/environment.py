@@ -1,0 +1,239 @@
+"""Where the benchmark runs: the server, a fresh database per scenario, and worker processes.
+
+Every scenario gets a database of its own, created on the same server and dropped afterwards, so
+no scenario sees another's rows or dead tuples. Workers are separate processes (``goodjob start``,
+or the stand-in Performer loop, or the baseline worker), each in its own process group, stopped
+with SIGTERM and, after a grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from goodjob.app import GoodJob
+
+T = TypeVar("T")
+WorkerMode = Literal["start", "performer"]
+APP = "goodjob.bench.workload:gj"
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when stopping a worker
+
+
+class BenchError(RuntimeError):
+    """A scenario could not run (a worker died, a wait timed out)."""
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server."""
+    params: dict[str, Any] = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+def server_facts(url: str) -> dict[str, Any]:
+    """Postgres version and the durability settings the figures depend on."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        facts: dict[str, Any] = {}
+        for setting in (
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "shared_buffers",
+            "max_connections",
+        ):
+            row = conn.execute(f"SHOW {setting}").fetchone()
+            facts[setting] = row[0] if row else None
+    facts["cores"] = os.cpu_count()
+    return facts
+
+
+@contextlib.contextmanager
+def fresh_database(url: str, label: str) -> Iterator[str]:
+    """A new, empty database on ``url``'s server for one scenario; dropped afterwards."""
+    name = f"gj_bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = with_database(url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(url, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated_app(url: str, **settings: Any) -> GoodJob:
+    """A client app on ``url`` with goodjob's schema in place and the benchmark's tasks."""
+    from goodjob.bench.workload import register
+
+    app = GoodJob(url, **settings)
+    app.migrate()
+    register(app)
+    return app
+
+
+def sql(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """One statement on its own connection; returns its rows."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+def scalar(url: str, statement: str, params: Any = None) -> Any:
+    rows = sql(url, statement, params)
+    return rows[0][0] if rows else None
+
+
+def wait_for(
+    condition: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    workers: Sequence[WorkerProcess] = (),
+) -> T:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` or when a worker died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        for worker in workers:
+            worker.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class WorkerProcess:
+    """One worker process started by the benchmark."""
+
+    argv: list[str]
+    env: dict[str, str]
+    label: str
+    log: Path = field(init=False)
+    process: subprocess.Popen[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        handle, path = tempfile.mkstemp(prefix=f"goodjob-bench-{self.label}-", suffix=".log")
+        self.log = Path(path)
+        with os.fdopen(handle, "wb") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: children stop with it
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            raise BenchError(f"worker {self.label} exited with {code}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        # Children of a supervisor that outlived it (killed leader) share its group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.log.unlink()
+
+
+def start_available() -> bool:
+    """Whether this goodjob has the ``goodjob start`` command (the runtime)."""
+    from goodjob.cli.main import main
+
+    return "start" in main.commands
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How many worker processes and threads a scenario runs, and how they poll."""
+
+    threads: int | None = None  # None: goodjob's default
+    processes: int = 1
+    poll_interval: float | None = None  # None: goodjob's default
+    pool_size: int | None = None  # None: goodjob's default (database_pool_size)
+    batch: int = 1  # performer loop only: jobs per claim and per complete
+
+    def describe(self) -> str:
+        threads = "default" if self.threads is None else str(self.threads)
+        pool = "" if self.pool_size is None else f", pool {self.pool_size}"
+        batch = "" if self.batch == 1 else f", batch {self.batch}"
+        return f"{self.processes}x{threads} threads{pool}{batch}"
+
+
+def goodjob_workers(
+    url: str, config: WorkerConfig, mode: WorkerMode, label: str
+) -> list[WorkerProcess]:
+    """Start goodjob worker processes on ``url`` (``goodjob start`` or the Performer loop)."""
+    env = {**os.environ, "GOODJOB_DATABASE_URL": url}
+    env.pop("GOODJOB_APP", None)
+    if mode == "start":
+        argv = [sys.executable, "-m", "goodjob", "start", "--app", APP]
+        if config.threads is not None:
+            argv += ["--max-threads", str(config.threads)]
+        if config.poll_interval is not None:
+            argv += ["--poll-interval", str(config.poll_interval)]
+        if config.processes > 1:
+            argv += ["--processes", str(config.processes)]
+        if config.pool_size is not None:
+            argv += ["--database-pool-size", str(config.pool_size)]
+        return [WorkerProcess(argv, env, label)]
+    if config.pool_size is not None:
+        env["GOODJOB_DATABASE_POOL_SIZE"] = str(config.pool_size)
+    argv = [sys.executable, "-m", "goodjob.bench.worker"]
+    if config.threads is not None:
+        argv += ["--threads", str(config.threads)]
+    if config.poll_interval is not None:
+        argv += ["--poll-interval", str(config.poll_interval)]
+    if config.batch > 1:
+        argv += ["--batch", str(config.batch)]
+    return [WorkerProcess(argv, env, f"{label}-{i}") for i in range(config.processes)]
+
+
+def baseline_worker(url: str, label: str) -> WorkerProcess:
+    argv = [sys.executable, "-m", "goodjob.bench.baseline", url]
+    return WorkerProcess(argv, dict(os.environ), label)
+
+
+@contextlib.contextmanager
+def running(workers: Sequence[WorkerProcess]) -> Iterator[Sequence[WorkerProcess]]:
+    """Stop ``workers`` when the block ends, whatever happens in it."""
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -1,0 +1,402 @@
+"""The measurements: enqueue, drain, latency, recovery and history, for goodjob and the baseline.
+
+Each function runs on a fresh database (see :mod:`goodjob.bench.environment`) and returns a flat
+dict of figures. Throughput comes from the database's own timestamps (first claim to last
+completion), never from the client's clock; latency compares the client's commit time with the
+task's start time, both read from the same host's wall clock. Exactly-once is checked by
+counting: goodjob's execution rows (one per claim) and, for recovery, the task's own side table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from goodjob.bench import baseline
+from goodjob.bench.environment import (
+    BenchError,
+    WorkerConfig,
+    WorkerMode,
+    WorkerProcess,
+    baseline_worker,
+    goodjob_workers,
+    migrated_app,
+    running,
+    scalar,
+    sql,
+    wait_for,
+)
+from goodjob.bench.workload import NOOP, STAMP, register
+
+WAIT_SLACK = 60.0  # seconds added to every drain's deadline
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is (``goodjob bench --jobs/--quick`` shrink them)."""
+
+    jobs: int = 20_000
+    chunk: int = 1_000
+    latency_jobs: int = 500
+    latency_gap: float = 0.005  # seconds between two latency enqueues
+    recovery_runs: int = 5
+    recovery_job_seconds: float = 1.0
+    history_finished: int = 1_000_000
+    history_future: int = 100_000
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        only = values[0] if values else float("nan")
+        return {"p50_ms": only, "p95_ms": only, "p99_ms": only}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p95_ms": round(cuts[94], 3),
+        "p99_ms": round(cuts[98], 3),
+        "max_ms": round(max(values), 3),
+    }
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in process group ``pgid``, in MB (Linux /proc)."""
+    total_kb = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 of stat: the process group
+                continue
+            with open(f"/proc/{entry}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total_kb += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return round(total_kb / 1024, 1)
+
+
+def worker_connections(url: str) -> int:
+    """Connections the goodjob workers hold on this scenario's database."""
+    return int(
+        scalar(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'goodjob:%%'",
+        )
+    )
+
+
+def client(url: str) -> Any:
+    app = migrated_app(url)
+    app.database.application_name = "goodjob-bench-client"  # not counted as a worker's
+    return app
+
+
+def wait_registered(url: str, count: int, workers: list[WorkerProcess]) -> None:
+    wait_for(
+        lambda: scalar(url, "SELECT count(*) FROM goodjob_processes") >= count,
+        timeout=30,
+        what=f"{count} worker process(es) to register",
+        workers=workers,
+    )
+
+
+# -- enqueue ----------------------------------------------------------------------------------
+
+
+def goodjob_enqueue(url: str, sizes: Sizes) -> dict[str, Any]:
+    """Jobs/s for ``enqueue`` one per transaction and for ``enqueue_all`` in chunks."""
+    app = client(url)
+    tasks = register(app)
+    try:
+        tasks.noop.enqueue()  # opens the pool and checks the schema outside the timing
+        started = time.perf_counter()
+        for _ in range(sizes.jobs):
+            tasks.noop.enqueue()
+        single = time.perf_counter() - started
+        started = time.perf_counter()
+        for offset in range(0, sizes.jobs, sizes.chunk):
+            count = min(sizes.chunk, sizes.jobs - offset)
+            app.enqueue_all([tasks.noop.prepare() for _ in range(count)])
+        bulk = time.perf_counter() - started
+    finally:
+        app.close()
+    stored = scalar(url, "SELECT count(*) FROM goodjob_jobs")
+    if stored != 2 * sizes.jobs + 1:
+        raise BenchError(f"enqueue stored {stored} jobs, expected {2 * sizes.jobs + 1}")
+    return {
+        "single_jobs_per_s": _rate(sizes.jobs, single),
+        "bulk_jobs_per_s": _rate(sizes.jobs, bulk),
+    }
+
+
+def baseline_enqueue(url: str, sizes: Sizes) -> dict[str, Any]:
+    baseline.create_schema(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        baseline.enqueue(conn, "noop")
+        started = time.perf_counter()
+        for _ in range(sizes.jobs):
+            baseline.enqueue(conn, "noop")
+        single = time.perf_counter() - started
+        started = time.perf_counter()
+        for offset in range(0, sizes.jobs, sizes.chunk):
+            count = min(sizes.chunk, sizes.jobs - offset)
+            baseline.enqueue_many(conn, "noop", ["{}"] * count)
+        bulk = time.perf_counter() - started
+    return {
+        "single_jobs_per_s": _rate(sizes.jobs, single),
+        "bulk_jobs_per_s": _rate(sizes.jobs, bulk),
+    }
+
+
+# -- drain ------------------------------------------------------------------------------------
+
+
+def seed_history(url: str, finished: int, future: int) -> float:
+    """Insert finished and future-scheduled jobs in one statement, then ANALYZE; returns seconds."""
+    started = time.perf_counter()
+    sql(
+        url,
+        """
+        INSERT INTO goodjob_jobs
+            (id, queue_name, task_name, arguments, scheduled_at, performed_at, finished_at,
+             executions_count, result, created_at, updated_at)
+        SELECT gen_random_uuid(), 'default', 'bench.history', '{"args": [], "kwargs": {}}',
+               CASE WHEN g <= %(finished)s THEN t - interval '1 hour' ELSE t + interval '1 day' END,
+               CASE WHEN g <= %(finished)s THEN t END,
+               CASE WHEN g <= %(finished)s THEN t + interval '1 ms' END,
+               CASE WHEN g <= %(finished)s THEN 1 ELSE 0 END,
+               CASE WHEN g <= %(finished)s THEN 'null'::jsonb END,
+               t - interval '1 hour', t - interval '1 hour'
+        FROM generate_series(1, %(finished)s + %(future)s) AS g,
+             LATERAL (SELECT now() - interval '2 days' + g * interval '100 ms' AS t) AS s
+        """,
+        {"finished": finished, "future": future},
+    )
+    # An established table, not one just bulk-loaded: vacuumed (so autovacuum does not start
+    # in the middle of the drain) and checkpointed (so the drain does not pay for the seed's
+    # dirty pages).
+    sql(url, "VACUUM (ANALYZE) goodjob_jobs")
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+        sql(url, "CHECKPOINT")
+    return time.perf_counter() - started
+
+
+def goodjob_drain(
+    url: str, sizes: Sizes, config: WorkerConfig, mode: WorkerMode, label: str
+) -> dict[str, Any]:
+    """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count."""
+    app = client(url)
+    tasks = register(app)
+    try:
+        for offset in range(0, sizes.jobs, sizes.chunk):
+            count = min(sizes.chunk, sizes.jobs - offset)
+            app.enqueue_all([tasks.noop.prepare() for _ in range(count)])
+    finally:
+        app.close()
+    sql(url, "ANALYZE goodjob_jobs")
+    connections = 0
+    with running(goodjob_workers(url, config, mode, label)) as workers:
+
+        def drained() -> bool:
+            nonlocal connections
+            connections = max(connections, worker_connections(url))
+            # Both probes read only small partial indexes (claimed rows; due rows), so polling
+            # costs the same with a million finished or future rows in the table: a probe that
+            # reads the history would slow the very drain it measures.
+            return not scalar(
+                url,
+                "SELECT EXISTS (SELECT 1 FROM goodjob_jobs WHERE locked_by_id IS NOT NULL)"
+                " OR EXISTS (SELECT 1 FROM goodjob_jobs WHERE finished_at IS NULL"
+                " AND locked_by_id IS NULL AND scheduled_at <= now() AND task_name = %s)",
+                (NOOP,),
+            )
+
+        wait_for(
+            drained,
+            timeout=WAIT_SLACK + sizes.jobs / 50,
+            what=f"{sizes.jobs} jobs to drain",
+            interval=0.25,
+            workers=list(workers),
+        )
+    row = sql(
+        url,
+        """
+        SELECT count(*), count(DISTINCT e.job_id), count(*) FILTER (WHERE e.finished_at IS NULL),
+               count(*) FILTER (WHERE e.error IS NOT NULL), count(DISTINCT e.process_id),
+               extract(epoch FROM max(e.finished_at) - min(e.performed_at))::float8
+        FROM goodjob_executions e WHERE e.task_name = %s
+        """,
+        (NOOP,),
+    )[0]
+    executions, jobs, still_open, errors, processes, seconds = row
+    succeeded = scalar(
+        url,
+        "SELECT count(*) FROM goodjob_jobs WHERE task_name = %s AND finished_at IS NOT NULL"
+        " AND error IS NULL AND executions_count = 1",
+        (NOOP,),
+    )
+    exactly_once = executions == jobs == succeeded == sizes.jobs and still_open == 0 and errors == 0
+    return {
+        "jobs": sizes.jobs,
+        "jobs_per_s": _rate(sizes.jobs, seconds),
+        "seconds": round(seconds, 3),
+        "executions": executions,
+        "exactly_once": exactly_once,
+        "worker_processes": processes,
+        "worker_connections": connections,
+        "config": config.describe(),
+    }
+
+
+def baseline_drain(url: str, sizes: Sizes) -> dict[str, Any]:
+    baseline.create_schema(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for offset in range(0, sizes.jobs, sizes.chunk):
+            count = min(sizes.chunk, sizes.jobs - offset)
+            baseline.enqueue_many(conn, "noop", ["{}"] * count)
+    sql(url, "ANALYZE baseline_jobs")
+    with running([baseline_worker(url, "baseline-drain")]) as workers:
+        wait_for(
+            lambda: (
+                not scalar(
+                    url, "SELECT EXISTS (SELECT 1 FROM baseline_jobs WHERE status <> 'done')"
+                )
+            ),
+            timeout=WAIT_SLACK + sizes.jobs / 50,
+            what=f"{sizes.jobs} baseline jobs to drain",
+            interval=0.25,
+            workers=list(workers),
+        )
+    done, seconds = sql(
+        url,
+        "SELECT count(*), extract(epoch FROM max(done_at) - min(started_at))::float8"
+        " FROM baseline_jobs WHERE status = 'done'",
+    )[0]
+    return {
+        "jobs": sizes.jobs,
+        "jobs_per_s": _rate(sizes.jobs, seconds),
+        "seconds": round(seconds, 3),
+        "exactly_once": done == sizes.jobs,
+        "config": f"1x{baseline.THREADS} threads",
+    }
+
+
+# -- latency ----------------------------------------------------------------------------------
+
+
+def _paced(count: int, gap: float) -> Any:
+    """Yields ``count`` times, ``gap`` seconds apart on a fixed schedule."""
+    next_at = time.perf_counter()
+    for i in range(count):
+        yield i
+        next_at += gap
+        pause = next_at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+
+
+def goodjob_latency(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
+    """Enqueue-commit to task-start, idle worker with 10 threads, polling every 30 s."""
+    app = client(url)
+    tasks = register(app)
+    config = WorkerConfig(threads=baseline.THREADS, poll_interval=30.0)
+    try:
+        with running(goodjob_workers(url, config, mode, "latency")) as workers:
+            wait_registered(url, 1, list(workers))
+            warm = [tasks.stamp.enqueue().id for _ in range(3)]  # proves NOTIFY wakes it
+            wait_for(
+                lambda: (
+                    scalar(
+                        url,
+                        "SELECT count(*) FROM goodjob_jobs WHERE id = ANY(%s)"
+                        " AND finished_at IS NOT NULL",
+                        (warm,),
+                    )
+                    == len(warm)
+                ),
+                timeout=40,
+                what="the warm-up jobs",
+                workers=list(workers),
+            )
+            time.sleep(0.5)  # idle again
+            rss = sum(group_rss_mb(w.pid) for w in workers)
+            connections = worker_connections(url)
+            committed: dict[uuid.UUID, float] = {}
+            for _ in _paced(sizes.latency_jobs, sizes.latency_gap):
+                job = tasks.stamp.enqueue()
+                committed[job.id] = time.time()
+            wait_for(
+                lambda: (
+                    scalar(
+                        url,
+                        "SELECT count(*) FROM goodjob_jobs WHERE task_name = %s"
+                        " AND finished_at IS NOT NULL",
+                        (STAMP,),
+                    )
+                    >= len(committed) + len(warm)
+                ),
+                timeout=60,
+                what="the latency jobs",
+                workers=list(workers),
+            )
+    finally:
+        app.close()
+    rows = sql(url, "SELECT id, result FROM goodjob_jobs WHERE id = ANY(%s)", (list(committed),))
+    latencies = [(float(result) - committed[job_id]) * 1000 for job_id, result in rows]
+    return {
+        "jobs": len(latencies),
+        **_percentiles(latencies),
+        "idle_rss_mb": rss,
+        "worker_connections": connections,
+        "config": config.describe(),
+    }
+
+
+def baseline_latency(url: str, sizes: Sizes) -> dict[str, Any]:
+    baseline.create_schema(url)
+    with (
+        running([baseline_worker(url, "baseline-latency")]) as workers,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        for _ in range(3):
+            baseline.enqueue(conn, "stamp")
+        wait_for(
+            lambda: scalar(url, "SELECT count(*) FROM baseline_jobs WHERE status = 'done'") == 3,
+            timeout=40,
+            what="the baseline warm-up jobs",
+            workers=list(workers),
+        )
+        time.sleep(0.5)
+        rss = sum(group_rss_mb(w.pid) for w in workers)
+        committed: dict[int, float] = {}
+        for _ in _paced(sizes.latency_jobs, sizes.latency_gap):
+            row = conn.execute(baseline.ENQUEUE_RETURNING, ("stamp", "{}")).fetchone()
+            assert row is not None
+            committed[row[0]] = time.time()
+        wait_for(
+            lambda: (
+                scalar(url, "SELECT count(*) FROM baseline_jobs WHERE status = 'done'")
+                >= len(committed) + 3
+            ),
+            timeout=60,
+            what="the baseline latency jobs",
+            workers=list(workers),
+        )
+    rows = sql(url, "SELECT id, result FROM baseline_jobs WHERE id = ANY(%s)", (list(committed),))
+    latencies = [(result - committed[job_id]) * 1000 for job_id, result in rows]
+    return {"jobs": len(latencies), **_percentiles(latencies), "idle_rss_mb": rss}

@@ -1,0 +1,149 @@
+"""``goodjob bench``: throughput, latency and recovery, against a plain SKIP LOCKED queue."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from goodjob import embedded
+from goodjob.config import Settings
+from goodjob.errors import Error
+
+QUICK = {
+    "latency_jobs": 50,
+    "recovery_runs": 1,
+    "history_finished": 10_000,
+    "history_future": 1_000,
+}
+
+
+@click.command()
+@click.option(
+    "--database-url",
+    envvar="GOODJOB_DATABASE_URL",
+    help="server to measure on; each scenario creates (and drops) a database of its own there"
+    " [env: GOODJOB_DATABASE_URL; default: the embedded Postgres]",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=20_000,
+    show_default=True,
+    help="jobs per enqueue and drain scenario",
+)
+@click.option(
+    "--latency-jobs",
+    type=click.IntRange(2),
+    default=None,
+    help="jobs enqueued 5 ms apart in the latency scenario [default: 500]",
+)
+@click.option(
+    "--recovery-runs",
+    type=click.IntRange(1),
+    default=None,
+    help="SIGKILL recoveries measured [default: 5]",
+)
+@click.option(
+    "--history-finished",
+    type=click.IntRange(0),
+    default=None,
+    help="finished jobs in the table for the history scenario [default: 1,000,000]",
+)
+@click.option(
+    "--history-future",
+    type=click.IntRange(0),
+    default=None,
+    help="future-scheduled jobs in the table for the history scenario [default: 100,000]",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="small sizes for a smoke run: 50 latency jobs, 1 recovery, 10,000 history rows",
+)
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(["enqueue", "drain", "latency", "history", "recovery"]),
+    help="run only these scenarios (repeatable) [default: all]",
+)
+@click.option(
+    "--best-threads",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="threads per process of the drain_best scenario",
+)
+@click.option(
+    "--best-processes",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="worker processes of the drain_best scenario",
+)
+@click.option(
+    "--best-pool-size",
+    type=click.IntRange(2),
+    default=None,
+    help="connections in each process's pool in the drain_best scenario [default: goodjob's]",
+)
+@click.option(
+    "--worker",
+    type=click.Choice(["auto", "start", "performer"]),
+    default="auto",
+    show_default=True,
+    help="goodjob workers: `goodjob start`, or a stand-in Performer thread loop"
+    " (auto: start when this goodjob has it)",
+)
+def bench(
+    database_url: str | None,
+    jobs: int,
+    latency_jobs: int | None,
+    recovery_runs: int | None,
+    history_finished: int | None,
+    history_future: int | None,
+    quick: bool,
+    scenarios: tuple[str, ...],
+    best_threads: int,
+    best_processes: int,
+    best_pool_size: int | None,
+    worker: str,
+) -> None:
+    """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
+    from goodjob.bench import runner
+    from goodjob.bench.environment import WorkerConfig, start_available
+    from goodjob.bench.scenarios import Sizes
+
+    sizes = Sizes(jobs=jobs, chunk=min(1_000, jobs))
+    if quick:
+        sizes = dataclasses.replace(sizes, **QUICK)
+    explicit = {
+        "latency_jobs": latency_jobs,
+        "recovery_runs": recovery_runs,
+        "history_finished": history_finished,
+        "history_future": history_future,
+    }
+    sizes = dataclasses.replace(sizes, **{k: v for k, v in explicit.items() if v is not None})
+    if not database_url:
+        data_dir = Path(Settings.load().embedded_data_dir).resolve()
+        database_url = embedded.ensure_running(data_dir).url()
+    if worker == "auto":
+        worker = "start" if start_available() else "performer"
+    if worker == "start" and not start_available():
+        raise click.UsageError("this goodjob has no `goodjob start`; use --worker performer")
+    console = Console(width=None if Console().is_terminal else 200)
+    err = Console(stderr=True)
+    options = runner.Options(
+        url=database_url,
+        sizes=sizes,
+        mode="start" if worker == "start" else "performer",
+        best=WorkerConfig(threads=best_threads, processes=best_processes, pool_size=best_pool_size),
+        scenarios=scenarios or runner.ALL,
+    )
+    try:
+        runner.run(options, console, err)
+    except Error as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,181 @@
+"""Dequeue cost is flat as history grows: the claim statement's plan, proven with EXPLAIN.
+
+With many finished jobs and many future-scheduled jobs in the table (inserted by SQL, then
+ANALYZE), the ``jobs_claim`` statement must find due jobs through the partial dequeue indexes
+(``finished_at IS NULL AND locked_by_id IS NULL``), whose size is the backlog of unfinished,
+unclaimed jobs, never the history. A Seq Scan of ``goodjob_jobs`` anywhere in the statement
+would make every claim read the whole history; this test fails if the planner ever picks one
+(issue 5: "history" drain at least 0.9x the empty-table drain). No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from goodjob import GoodJob
+from goodjob.queues import parse_selection
+
+FINISHED = 100_000
+FUTURE = 10_000
+DUE_DEFAULT = 2_000  # due jobs in the busy queue
+DUE_MAIL = 20  # due jobs in a small named queue
+
+
+SEED = [
+    # History: finished jobs, outside every dequeue index.
+    f"""
+    INSERT INTO goodjob_jobs
+        (id, queue_name, task_name, scheduled_at, performed_at, finished_at, executions_count)
+    SELECT gen_random_uuid(), 'default', 'history', now() - interval '1 day' + g * interval '1 ms',
+           now() - interval '1 day' + g * interval '1 ms',
+           now() - interval '1 day' + g * interval '2 ms', 1
+    FROM generate_series(1, {FINISHED}) AS g
+    """,
+    # Their executions: the claim statement also writes and reads goodjob_executions.
+    """
+    INSERT INTO goodjob_executions
+        (job_id, attempt, task_name, queue_name, scheduled_at, performed_at, finished_at)
+    SELECT id, 1, task_name, queue_name, scheduled_at, performed_at, finished_at
+    FROM goodjob_jobs
+    """,
+    # Future jobs: in the dequeue indexes, but not due.
+    f"""
+    INSERT INTO goodjob_jobs (id, queue_name, task_name, scheduled_at)
+    SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN 'default' ELSE 'mail' END, 'future',
+           now() + interval '1 day' + g * interval '1 s'
+    FROM generate_series(1, {FUTURE}) AS g
+    """,
+    # Due jobs: a busy queue, older, and a small one behind it.
+    f"""
+    INSERT INTO goodjob_jobs (id, queue_name, task_name, scheduled_at)
+    SELECT gen_random_uuid(), CASE WHEN g <= {DUE_MAIL} THEN 'mail' ELSE 'default' END, 'due',
+           CASE WHEN g <= {DUE_MAIL} THEN now() - interval '1 minute'
+                ELSE now() - interval '1 hour' END
+    FROM generate_series(1, {DUE_DEFAULT + DUE_MAIL}) AS g
+    """,
+    "ANALYZE goodjob_jobs",
+    "ANALYZE goodjob_executions",
+]
+
+
+def _seed(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in SEED:
+            conn.execute(statement.encode())  # bytes: the % signs are SQL, not placeholders
+
+
+@pytest.fixture
+def history(gj: GoodJob, database_url: str) -> GoodJob:
+    _seed(database_url)
+    return gj
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _claim_plan(gj: GoodJob, url: str, queues: str, limit: int) -> list[dict[str, Any]]:
+    selection = parse_selection(queues)
+    statement = gj.database.sql("jobs_claim", selection.sql_fragments())
+    params = {"process_id": uuid.uuid4(), "limit": limit, "queues": list(selection.names)}
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+    assert row is not None
+    return list(_nodes(row[0][0]["Plan"]))
+
+
+def _describe(nodes: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{n['Node Type']} {n.get('Index Name') or n.get('Relation Name') or ''}".strip()
+        for n in nodes
+    )
+
+
+SCANS = {"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Index Scan", "Bitmap Heap Scan"}
+
+
+def _unfinished_only_indexes(url: str) -> set[str]:
+    """Indexes of goodjob_jobs whose predicate leaves finished jobs out (their size is the
+    backlog, not the history)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index"
+            " WHERE indrelid = 'goodjob_jobs'::regclass"
+            " AND pg_get_expr(indpred, indrelid) LIKE '%%finished_at IS NULL%%'"
+        ).fetchall()
+    names = {row[0] for row in rows}
+    assert {"goodjob_jobs_dequeue_any", "goodjob_jobs_dequeue_queue"} <= names
+    return names
+
+
+def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scans that find due jobs: every scan below the LockRows of the candidates CTE."""
+    lock_rows = [n for n in nodes if n["Node Type"] == "LockRows"]
+    assert len(lock_rows) == 1, f"expected one FOR UPDATE SKIP LOCKED scan: {_describe(nodes)}"
+    return [n for n in _nodes(lock_rows[0]) if n["Node Type"] in SCANS]
+
+
+@pytest.mark.parametrize("queues", ["*", "mail", "default", "-mail", "+mail,default"])
+@pytest.mark.parametrize("limit", [1, 10])
+def test_claim_never_reads_history(
+    history: GoodJob, database_url: str, queues: str, limit: int
+) -> None:
+    nodes = _claim_plan(history, database_url, queues, limit)
+    seq_scans = [
+        n
+        for n in nodes
+        if n["Node Type"] == "Seq Scan"
+        and n.get("Relation Name") in ("goodjob_jobs", "goodjob_executions")
+    ]
+    assert not seq_scans, f"the claim reads a whole table: {_describe(nodes)}"
+    candidates = _candidate_scans(nodes)
+    indexes = {n.get("Index Name") for n in candidates if n["Node Type"] != "Bitmap Heap Scan"}
+    assert indexes, f"due jobs are not found through an index: {_describe(nodes)}"
+    unfinished_only = _unfinished_only_indexes(database_url)
+    assert indexes <= unfinished_only, (
+        f"due jobs are found through {indexes - unfinished_only}, which holds finished rows:"
+        f" {_describe(nodes)}"
+    )
+
+
+@pytest.mark.parametrize("limit", [1, 10])
+def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
+    history: GoodJob, database_url: str, limit: int
+) -> None:
+    """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early."""
+    nodes = _claim_plan(history, database_url, "*", limit)
+    candidates = _candidate_scans(nodes)
+    assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == [
+        ("Index Scan", "goodjob_jobs_dequeue_any")
+    ], _describe(nodes)
+
+
+@pytest.mark.parametrize("queues", ["mail", "+mail"])
+@pytest.mark.parametrize("limit", [1, 10])
+def test_claim_from_one_named_queue_uses_the_queue_index(
+    history: GoodJob, database_url: str, queues: str, limit: int
+) -> None:
+    """A small named queue is read through goodjob_jobs_dequeue_queue, so its claim never walks
+    the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
+    nodes = _claim_plan(history, database_url, queues, limit)
+    candidates = _candidate_scans(nodes)
+    assert [n.get("Index Name") for n in candidates] == ["goodjob_jobs_dequeue_queue"], _describe(
+        nodes
+    )
+
+
+def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_url: str) -> None:
+    """The planner saw the history: the statistics count it (else the test proves nothing)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'goodjob_jobs'"
+        ).fetchone()
+    assert row is not None
+    assert row[0] >= FINISHED
