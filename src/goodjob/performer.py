@@ -150,6 +150,15 @@ class Performer:
 
     # -- claiming -----------------------------------------------------------------------------
 
+    def claim_params(self, process_id: uuid.UUID, limit: int) -> dict[str, Any]:
+        """The parameters of ``jobs_claim`` for this performer."""
+        return {
+            "process_id": process_id,
+            "limit": limit,
+            "queues": list(self.queues.names),
+            "skip_advisory_locked": self._advisory,
+        }
+
     def claim(self, limit: int = 1) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs for this process (none when it is not registered).
 
@@ -161,14 +170,7 @@ class Performer:
         if process_id is None:
             return []
         rows = self.gj.database.execute(
-            "jobs_claim",
-            {
-                "process_id": process_id,
-                "limit": limit,
-                "queues": list(self.queues.names),
-                "skip_advisory_locked": self._advisory,
-            },
-            fragments=self._fragments,
+            "jobs_claim", self.claim_params(process_id, limit), fragments=self._fragments
         )
         claimed = [ClaimedJob.from_row(row) for row in rows]
         if not self._advisory:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from goodjob import GoodJob
+from goodjob.performer import Performer
 from goodjob.queues import parse_selection
 
 FINISHED = 100_000
@@ -82,9 +83,9 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _claim_plan(gj: GoodJob, url: str, queues: str, limit: int) -> list[dict[str, Any]]:
-    selection = parse_selection(queues)
-    statement = gj.database.sql("jobs_claim", selection.sql_fragments())
-    params = {"process_id": uuid.uuid4(), "limit": limit, "queues": list(selection.names)}
+    performer = Performer(gj, parse_selection(queues))
+    statement = gj.database.sql("jobs_claim", performer.queues.sql_fragments())
+    params = performer.claim_params(uuid.uuid4(), limit)
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None
