@@ -36,8 +36,10 @@ def current_job() -> JobContext | None:
 
 
 def set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    """Make ``ctx`` what :func:`current_job` returns; the token undoes it."""
     return _current.set(ctx)
 
 
 def reset_current(token: contextvars.Token[JobContext | None]) -> None:
+    """Undo the :func:`set_current` that returned ``token``."""
     _current.reset(token)

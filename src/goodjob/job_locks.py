@@ -35,6 +35,7 @@ class JobLocks:
         return len(self._held)
 
     def held(self, job_id: uuid.UUID) -> bool:
+        """Whether this process holds the advisory lock of ``job_id``."""
         return job_id in self._held
 
     def acquire(self, job_id: uuid.UUID) -> bool:

@@ -51,6 +51,7 @@ class Retry:
             raise ConfigurationError(f"Retry wait={self.wait!r}: must not be negative")
 
     def matches(self, error: BaseException) -> bool:
+        """Whether this policy retries ``error`` (an instance of one of ``on``)."""
         return isinstance(error, self.on)
 
     def base_wait(self, attempt: int) -> float:

@@ -48,6 +48,7 @@ def load_app(spec: str | None) -> GoodJob:
 
 
 def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--app MODULE:ATTR`` option (``GOODJOB_APP``) every command that loads an app takes."""
     return click.option(
         "--app",
         "app_spec",

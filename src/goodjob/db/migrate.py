@@ -19,6 +19,8 @@ MIGRATE_LOCK_KEY = 7_306_531_104_532_211_201  # arbitrary, fixed: "goodjob migra
 
 @dataclass(frozen=True)
 class Migration:
+    """One packaged migration file, ``<version>_<name>.sql``."""
+
     version: str  # "0001"
     name: str  # "0001_initial"
     sql: str
@@ -36,6 +38,7 @@ def available() -> list[Migration]:
 
 
 def latest_version() -> str:
+    """The version of the newest packaged migration, which a current database has applied."""
     return available()[-1].version
 
 
@@ -52,6 +55,7 @@ def applied(db: Database) -> list[str]:
 
 
 def pending(db: Database) -> list[Migration]:
+    """The packaged migrations the database has not applied yet, oldest first."""
     done = set(applied(db))
     return [m for m in available() if m.version not in done]
 

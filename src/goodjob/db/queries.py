@@ -57,4 +57,5 @@ def query(name: str, schema: str) -> str:
 
 
 def names() -> list[str]:
+    """The name of every statement in queries.sql, in file order."""
     return list(_parse())

@@ -32,6 +32,8 @@ state_providers: list[Callable[[], dict[str, Any]]] = []
 
 @dataclass(frozen=True)
 class ProcessRecord:
+    """One row of ``goodjob_processes``, with its liveness when the query judged it."""
+
     id: uuid.UUID
     state: dict[str, Any]
     lock_type: str | None
@@ -42,6 +44,7 @@ class ProcessRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ProcessRecord:
+        """The record of a row as ``processes_list`` returns it."""
         return cls(
             id=row["id"],
             state=row["state"],
@@ -125,6 +128,8 @@ def all_processes(db: Database) -> list[ProcessRecord]:
 
 @dataclass(frozen=True)
 class SweepResult:
+    """What one sweep did: whether it ran, how many processes it deleted and jobs it freed."""
+
     swept: bool  # False when another process was sweeping at the same moment
     dead_processes: int
     released_jobs: int
