@@ -17,7 +17,7 @@ demo: $(STAMP)  ## a worker processing a demo workload on the embedded Postgres
 test: $(STAMP)  ## the whole suite against a real Postgres the suite starts itself
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check, ruff format --check and mypy --strict, as CI runs them
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
@@ -25,5 +25,5 @@ lint: $(STAMP)
 bench: $(STAMP)  ## throughput, latency and recovery figures
 	$(VENV)/bin/goodjob bench
 
-clean:
+clean:  ## remove the virtualenv, the embedded Postgres data and pytest's cache
 	rm -rf $(VENV) .goodjob .pytest_cache
