@@ -27,7 +27,9 @@ bench: $(STAMP)  ## throughput, latency and recovery figures
 
 clean:  ## remove the virtualenv, the embedded Postgres data and pytest's cache
 	@# Stop the servers first (the demo's and the suite's): deleting a running server's data
-	@# folder leaves the server running without it. "-": nothing to stop without a venv.
-	-[ -x $(VENV)/bin/goodjob ] && $(VENV)/bin/goodjob db stop
-	-[ -x $(VENV)/bin/goodjob ] && GOODJOB_EMBEDDED_DATA_DIR=.goodjob/test-postgres $(VENV)/bin/goodjob db stop
+	@# folder leaves the server running without it. Without a venv there is nothing to stop.
+	if [ -x $(VENV)/bin/goodjob ]; then \
+	  $(VENV)/bin/goodjob db stop; \
+	  GOODJOB_EMBEDDED_DATA_DIR=.goodjob/test-postgres $(VENV)/bin/goodjob db stop; \
+	fi
 	rm -rf $(VENV) .goodjob .pytest_cache
