@@ -116,7 +116,11 @@ def test_second_signal_exits_at_once(workers: Workers, client: GoodJob, database
     client.tasks["crashy"].enqueue("twice")
     wait_until(lambda: workers.marker("twice") == ["twice.1.started"], timeout=10)
     first.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # let the first signal be handled separately from the second
+    # Two SIGTERMs sent before the first is handled merge into one pending signal: wait until
+    # the worker says it handled the first, not for a guessed time.
+    wait_until(
+        lambda: "received SIGTERM" in workers.log(first), timeout=5, message="the first SIGTERM"
+    )
     first.send_signal(signal.SIGTERM)
     assert first.wait(5) != 0
 
