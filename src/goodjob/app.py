@@ -154,7 +154,8 @@ class GoodJob:
             return []
         self.check_schema()
         job_records.insert(self.database, new_jobs, connection)
-        handles = [self._handle(job) for job in new_jobs]
+        now = dt.datetime.now(dt.UTC)
+        handles = [self._handle(job, now) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -172,9 +173,10 @@ class GoodJob:
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
             await job_records.ainsert(self.database, new_jobs, connection)
-        return [self._handle(job) for job in new_jobs]
+        now = dt.datetime.now(dt.UTC)
+        return [self._handle(job, now) for job in new_jobs]
 
-    def _handle(self, new: job_records.NewJob) -> Job:
+    def _handle(self, new: job_records.NewJob, now: dt.datetime) -> Job:
         """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
         return Job(
             app=self,
@@ -185,7 +187,7 @@ class GoodJob:
             arguments=new.arguments,
             # A guess by the local clock, for the handle only; gj.job(id) asks the database.
             status="scheduled"
-            if (new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)) or new.wait > 0
+            if (new.run_at is not None and new.run_at > now) or new.wait > 0
             else "queued",
             scheduled_at=new.run_at,
             created_at=None,

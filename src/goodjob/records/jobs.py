@@ -201,12 +201,30 @@ def insert_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
         "queue_names": [j.queue_name for j in jobs],
         "priorities": [j.priority for j in jobs],
         "task_names": [j.task_name for j in jobs],
-        "arguments": [json(j.arguments) for j in jobs],
+        # One JSON document each (see jobs_insert); no labels at all is an empty document.
+        "arguments": jsonlib.dumps([j.arguments for j in jobs]),
         "run_ats": [j.run_at for j in jobs],
         "waits": [j.wait for j in jobs],
-        "labels": [json(list(j.labels)) for j in jobs],
+        "labels": jsonlib.dumps([j.labels for j in jobs] if any(j.labels for j in jobs) else []),
         "concurrency_keys": [j.concurrency_key for j in jobs],
         "batch_ids": [j.batch_id for j in jobs],
+        "channel": CHANNEL,
+    }
+
+
+def insert_one_params(job: NewJob) -> dict[str, Any]:
+    """Parameters of ``jobs_insert_one`` for one new job."""
+    return {
+        "id": job.id,
+        "queue_name": job.queue_name,
+        "priority": job.priority,
+        "task_name": job.task_name,
+        "arguments": json(job.arguments),
+        "run_at": job.run_at,
+        "wait": job.wait,
+        "labels": list(job.labels) or None,
+        "concurrency_key": job.concurrency_key,
+        "batch_id": job.batch_id,
         "channel": CHANNEL,
     }
 
@@ -242,6 +260,9 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 
 def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
     """Insert jobs and wake each of their queues once; on ``conn`` (the caller's) if given."""
+    if len(jobs) == 1:
+        db.execute("jobs_insert_one", insert_one_params(jobs[0]), conn=conn)
+        return
     if len(jobs) < COPY_THRESHOLD:
         db.execute("jobs_insert", insert_params(jobs), conn=conn)
         return
@@ -256,6 +277,9 @@ def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
 
 async def ainsert(db: Database, jobs: Sequence[NewJob], conn: Any) -> None:
     """:func:`insert` on the caller's async connection."""
+    if len(jobs) == 1:
+        await db.aexecute("jobs_insert_one", insert_one_params(jobs[0]), conn)
+        return
     if len(jobs) < COPY_THRESHOLD:
         await db.aexecute("jobs_insert", insert_params(jobs), conn)
         return
