@@ -116,18 +116,26 @@ SELECT (SELECT got FROM sweeper) AS swept,
 -- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The
 -- scalar arrays travel in binary (%(x)b); the arguments and the labels travel as one JSON
 -- document each, split server-side: dumping one document is many times cheaper for psycopg than
--- a jsonb[] of 1,000 documents (issue 5: enqueue_all throughput). ROWS FROM pads a shorter
--- list with nulls, so a batch without labels sends an empty labels document.
+-- a jsonb[] of 1,000 documents (issue 5: enqueue_all throughput). A column whose rows all share
+-- one value comes as that value (%(queue_name)s, ...) and an empty array: ROWS FROM pads a
+-- shorter list with nulls, and coalesce() fills them in. (An array sent in full comes with a
+-- null shared value, so coalesce() then keeps each row's own value, null included.)
 WITH inserted AS (
     INSERT INTO goodjob_jobs
         (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
          batch_id)
-    SELECT i.id, i.queue_name, i.priority, i.task_name, i.arguments,
-           coalesce(i.run_at, now() + make_interval(secs => i.wait)),
+    SELECT i.id,
+           coalesce(i.queue_name, %(queue_name)s::text),
+           coalesce(i.priority, %(priority)s::int),
+           coalesce(i.task_name, %(task_name)s::text),
+           i.arguments,
+           coalesce(i.run_at, %(run_at)s::timestamptz,
+                    now() + make_interval(secs => coalesce(i.wait, %(wait)s::float8))),
            CASE WHEN jsonb_typeof(i.labels) = 'array' AND jsonb_array_length(i.labels) > 0
                 THEN ARRAY(SELECT jsonb_array_elements_text(i.labels))
            END,
-           i.concurrency_key, i.batch_id
+           coalesce(i.concurrency_key, %(concurrency_key)s::text),
+           coalesce(i.batch_id, %(batch_id)s::uuid)
     FROM ROWS FROM (
         unnest(%(ids)b::uuid[]), unnest(%(queue_names)b::text[]), unnest(%(priorities)b::int[]),
         unnest(%(task_names)b::text[]), jsonb_array_elements(%(arguments)s::jsonb),
