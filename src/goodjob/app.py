@@ -14,6 +14,7 @@ from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError, JobNotFound
+from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
 from goodjob.records import jobs as job_records
 from goodjob.records.jobs import Job
@@ -149,7 +150,7 @@ class GoodJob:
             )
         if is_async_connection(connection):
             raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
-        new_jobs = [request.to_new_job() for request in requests]
+        new_jobs = _new_jobs(requests)
         if not new_jobs:
             return []
         self.check_schema()
@@ -169,7 +170,7 @@ class GoodJob:
         """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection."""
         if connection is None or not is_async_connection(connection):
             return await asyncio.to_thread(self.enqueue_all, list(requests), connection=connection)
-        new_jobs = [request.to_new_job() for request in requests]
+        new_jobs = _new_jobs(requests)
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
             await job_records.ainsert(self.database, new_jobs, connection)
@@ -308,3 +309,13 @@ class GoodJob:
         if self._job_locks is not None:
             self._job_locks.close()
         self.database.close()
+
+
+def _new_jobs(requests: Iterable[JobRequest]) -> list[job_records.NewJob]:
+    """The jobs to insert for ``requests``, their ids minted together (one lock, one read of
+    random bytes for the whole batch)."""
+    requests = list(requests)
+    return [
+        request.to_new_job(job_id)
+        for request, job_id in zip(requests, new_ids(len(requests)), strict=True)
+    ]
