@@ -88,7 +88,7 @@ class JobRequest:
     def to_new_job(self, job_id: uuid.UUID | None = None) -> NewJob:
         """The job to insert; ``job_id`` is one of :func:`goodjob.ids.new_ids` (or a new one)."""
         return NewJob(
-            id=job_id or new_id(),
+            id=new_id() if job_id is None else job_id,
             task_name=self.task.name,
             queue_name=self.options.queue,
             priority=self.options.priority,

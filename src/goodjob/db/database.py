@@ -63,7 +63,7 @@ class _IdleCheck:
 
     The return time is stamped by ``Database._pooled`` as a connection goes back, not by a pool
     ``reset`` callback: with one, psycopg_pool hands every returned connection to a worker thread,
-    and the next checkout waits for that thread (issue 5: it was most of an enqueue's cost).
+    and the next checkout can wait on that thread (issue 5: a thread switch per enqueue).
     """
 
     def __init__(self) -> None:

@@ -31,8 +31,8 @@ WAIT_MAX_POLL = 0.5  # seconds
 CLEANUP_CHUNK = 1_000  # rows deleted per statement, so no single transaction grows large
 # Batches this large are streamed with COPY, so no single statement's parameters grow without
 # bound; smaller ones go in the single jobs_insert statement, one round trip instead of four, and
-# faster than COPY at every size measured (issue 5: 48,000 vs 45,000 jobs/s at 10,000 rows,
-# 41,000 vs 37,000 at 50,000).
+# faster than COPY at every size measured (issue 5, two runs: 48,000 vs 39,000-45,000 jobs/s at
+# 10,000 rows, 40,000-42,000 vs 36,000-38,000 at 50,000).
 COPY_THRESHOLD = 100_000
 
 STATUSES = ("scheduled", "queued", "running", "succeeded", "retried", "discarded")
