@@ -14,6 +14,7 @@ from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError, JobNotFound
+from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
 from goodjob.records import jobs as job_records
 from goodjob.records.jobs import Job
@@ -149,12 +150,13 @@ class GoodJob:
             )
         if is_async_connection(connection):
             raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
-        new_jobs = [request.to_new_job() for request in requests]
+        new_jobs = _new_jobs(requests)
         if not new_jobs:
             return []
         self.check_schema()
         job_records.insert(self.database, new_jobs, connection)
-        handles = [self._handle(job) for job in new_jobs]
+        now = dt.datetime.now(dt.UTC)
+        handles = [self._handle(job, now) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -168,13 +170,14 @@ class GoodJob:
         """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection."""
         if connection is None or not is_async_connection(connection):
             return await asyncio.to_thread(self.enqueue_all, list(requests), connection=connection)
-        new_jobs = [request.to_new_job() for request in requests]
+        new_jobs = _new_jobs(requests)
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
             await job_records.ainsert(self.database, new_jobs, connection)
-        return [self._handle(job) for job in new_jobs]
+        now = dt.datetime.now(dt.UTC)
+        return [self._handle(job, now) for job in new_jobs]
 
-    def _handle(self, new: job_records.NewJob) -> Job:
+    def _handle(self, new: job_records.NewJob, now: dt.datetime) -> Job:
         """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
         return Job(
             app=self,
@@ -185,7 +188,7 @@ class GoodJob:
             arguments=new.arguments,
             # A guess by the local clock, for the handle only; gj.job(id) asks the database.
             status="scheduled"
-            if (new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)) or new.wait > 0
+            if (new.run_at is not None and new.run_at > now) or new.wait > 0
             else "queued",
             scheduled_at=new.run_at,
             created_at=None,
@@ -306,3 +309,13 @@ class GoodJob:
         if self._job_locks is not None:
             self._job_locks.close()
         self.database.close()
+
+
+def _new_jobs(requests: Iterable[JobRequest]) -> list[job_records.NewJob]:
+    """The jobs to insert for ``requests``, their ids minted together (one lock, one read of
+    random bytes for the whole batch)."""
+    requests = list(requests)
+    return [
+        request.to_new_job(job_id)
+        for request, job_id in zip(requests, new_ids(len(requests)), strict=True)
+    ]

@@ -33,8 +33,45 @@ _DECODERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+class _NotPlain(Exception):
+    """Raised by :func:`_encode_fast` for anything but plain JSON; :func:`encode` then redoes
+    the value the slow way, which tags it or names the offending path."""
+
+
+def _encode_fast(value: Any) -> Any:
+    """A copy of plain JSON data; builds no path strings (most arguments are plain)."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is float:
+        if value != value or value in (_INF, _NINF):
+            raise _NotPlain
+        return value
+    if kind is list:
+        return [_encode_fast(item) for item in value]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str or key == TAG:
+                raise _NotPlain
+            out[key] = _encode_fast(item)
+        return out
+    raise _NotPlain
+
+
+_INF, _NINF = float("inf"), float("-inf")
+
+
 def encode(value: Any, path: str = "value") -> Any:
     """``value`` as JSON-ready data; raises SerializationError naming ``path`` and the type."""
+    try:
+        return _encode_fast(value)
+    except _NotPlain:
+        return _encode(value, path)
+
+
+def _encode(value: Any, path: str) -> Any:
+    """:func:`encode` with the path of every value, for tagged types and error messages."""
     kind = type(value)
     if value is None or kind in (str, int, bool):
         return value
@@ -43,7 +80,7 @@ def encode(value: Any, path: str = "value") -> Any:
             raise SerializationError(f"{path} is {value!r}, which JSON cannot hold")
         return value
     if kind is list:
-        return [encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if kind is dict:
         out = {}
         for key, item in value.items():
@@ -53,12 +90,12 @@ def encode(value: Any, path: str = "value") -> Any:
                 )
             if key == TAG:
                 raise SerializationError(f"{path} uses the reserved key {TAG!r}")
-            out[key] = encode(item, f"{path}[{key!r}]")
+            out[key] = _encode(item, f"{path}[{key!r}]")
         return out
     if kind is tuple:
         return {
             TAG: "tuple",
-            "value": [encode(item, f"{path}[{i}]") for i, item in enumerate(value)],
+            "value": [_encode(item, f"{path}[{i}]") for i, item in enumerate(value)],
         }
     if kind in _ENCODERS:
         tag, to_text = _ENCODERS[kind]
@@ -85,6 +122,10 @@ def decode(data: Any) -> Any:
 
 def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """A job's call arguments, as stored in ``goodjob_jobs.arguments``."""
+    try:
+        return {"args": [_encode_fast(a) for a in args], "kwargs": _encode_fast(kwargs)}
+    except _NotPlain:
+        pass
     return {
         "args": [encode(a, f"argument {i}") for i, a in enumerate(args)],
         "kwargs": {k: encode(v, f"argument {k!r}") for k, v in kwargs.items()},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -84,9 +85,10 @@ class JobRequest:
     kwargs: dict[str, Any]
     options: TaskOptions
 
-    def to_new_job(self) -> NewJob:
+    def to_new_job(self, job_id: uuid.UUID | None = None) -> NewJob:
+        """The job to insert; ``job_id`` is one of :func:`goodjob.ids.new_ids` (or a new one)."""
         return NewJob(
-            id=new_id(),
+            id=new_id() if job_id is None else job_id,
             task_name=self.task.name,
             queue_name=self.options.queue,
             priority=self.options.priority,

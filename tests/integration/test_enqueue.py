@@ -14,8 +14,17 @@ import psycopg
 import pytest
 
 from goodjob import ConfigurationError, GoodJob, SerializationError
-from goodjob.records.jobs import COPY_THRESHOLD
+from goodjob.records import jobs as job_records
 from tests.helpers import sql
+
+# The COPY path is taken from this many jobs on in these tests (the real threshold is far higher,
+# and tests of both paths should stay quick).
+COPY_THRESHOLD = 500
+
+
+@pytest.fixture(autouse=True)
+def small_copy_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_records, "COPY_THRESHOLD", COPY_THRESHOLD)
 
 
 @pytest.fixture
@@ -131,6 +140,55 @@ def test_small_batches_also_notify_once_per_queue(
     # below COPY_THRESHOLD: the single unnest statement
     gj.enqueue_all([noop.using(queue=q).prepare() for q in ["a", "b", "a", "c"] * 5])
     assert sorted(n["queue"] for n in received(listener)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+@pytest.mark.parametrize("size", [2, 7, COPY_THRESHOLD - 1, COPY_THRESHOLD + 1])
+def test_every_column_of_a_batch_is_stored_per_row(gj: GoodJob, size: int, mixed: bool) -> None:
+    """Columns shared by every row and columns that differ are stored alike (jobs_insert sends
+    a shared column as one value)."""
+
+    @gj.task
+    def first(i: int) -> None: ...
+
+    @gj.task
+    def second(i: int) -> None: ...
+
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+    def request(i: int) -> Any:
+        if not mixed:
+            return first.using(queue="same", priority=2, labels=["x"], wait=60).prepare(i)
+        task = first if i % 2 else second
+        return task.using(
+            queue=f"q{i % 2}",
+            priority=i % 3,
+            labels=["x", "y"] if i % 2 else [],
+            run_at=at if i % 3 == 0 else None,
+            wait=60 if i % 3 == 1 else 0,
+            concurrency_key=f"k{i}" if i % 2 else None,
+        ).prepare(i)
+
+    requests = [request(i) for i in range(size)]
+    handles = gj.enqueue_all(requests)
+    for i, (req, handle) in enumerate(zip(requests, handles, strict=True)):
+        job = gj.job(handle.id)
+        options = req.options
+        assert (job.task_name, job.queue_name, job.priority, job.args) == (
+            req.task.name,
+            options.queue,
+            options.priority,
+            [i],
+        )
+        assert job.labels == options.labels
+        assert job.concurrency_key == options.concurrency_key
+        assert job.scheduled_at is not None
+        assert job.created_at is not None
+        if options.run_at is not None:
+            assert job.scheduled_at == options.run_at
+        else:
+            delay = (job.scheduled_at - job.created_at).total_seconds()
+            assert options.wait - 1 < delay < options.wait + 1
 
 
 @pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 1])

@@ -59,12 +59,17 @@ CHECK_IDLE_SECONDS = 1.0
 
 
 class _IdleCheck:
-    """The pool's ``check`` and ``reset`` callbacks: ping only connections that sat idle."""
+    """The pool's ``check`` callback: ping only connections that sat idle.
+
+    The return time is stamped by ``Database._pooled`` as a connection goes back, not by a pool
+    ``reset`` callback: with one, psycopg_pool hands every returned connection to a worker thread,
+    and the next checkout can wait on that thread (issue 5: a thread switch per enqueue).
+    """
 
     def __init__(self) -> None:
         self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
-    def reset(self, conn: Any) -> None:
+    def returned(self, conn: Any) -> None:
         self._returned[conn] = time.monotonic()
 
     def check(self, conn: Any) -> None:
@@ -114,6 +119,7 @@ class Database:
         self.application_name = application_name
         self._url: str | None = settings.database_url
         self._pool: ConnectionPool[Any] | None = None
+        self._idle_check = _IdleCheck()
         self._lock = threading.RLock()
         _databases.add(self)
 
@@ -144,7 +150,6 @@ class Database:
                     # One direct attempt first: an unreachable database then fails at once with
                     # libpq's own reason, instead of after POOL_TIMEOUT of silent pool retries.
                     psycopg.connect(self.url, **self._connect_kwargs("probe")).close()
-                    idle_check = _IdleCheck()
                     self._pool = ConnectionPool(
                         self.url,
                         min_size=1,
@@ -157,8 +162,7 @@ class Database:
                         timeout=POOL_TIMEOUT,
                         open=False,
                         name="goodjob",
-                        check=idle_check.check,
-                        reset=idle_check.reset,
+                        check=self._idle_check.check,
                     )
                     self._pool.open(wait=False)
         return self._pool
@@ -208,6 +212,8 @@ class Database:
                     with contextlib.suppress(Exception):
                         pool.check()
                 raise
+            finally:
+                self._idle_check.returned(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Row]]:

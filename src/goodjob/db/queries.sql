@@ -113,27 +113,37 @@ SELECT (SELECT got FROM sweeper) AS swept,
        (SELECT count(*) FROM woken) AS notified_queues;
 
 -- name: jobs_insert
--- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The arrays
--- travel in binary (%(x)b): a text array of 1,000 JSON documents costs psycopg several times
--- more to quote and escape than the insert costs the server (issue 5: enqueue_all throughput).
+-- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The
+-- scalar arrays travel in binary (%(x)b); the arguments and the labels travel as one JSON
+-- document each, split server-side: dumping one document is many times cheaper for psycopg than
+-- a jsonb[] of 1,000 documents (issue 5: enqueue_all throughput). A column whose rows all share
+-- one value comes as that value (%(queue_name)s, ...) and an empty array: ROWS FROM pads a
+-- shorter list with nulls, and coalesce() fills them in. (An array sent in full comes with a
+-- null shared value, so coalesce() then keeps each row's own value, null included.)
 WITH inserted AS (
     INSERT INTO goodjob_jobs
         (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
          batch_id)
-    SELECT i.id, i.queue_name, i.priority, i.task_name, i.arguments,
-           coalesce(i.run_at, now() + make_interval(secs => i.wait)),
-           -- No labels (the common case) skips a sub-select per row.
-           CASE WHEN jsonb_typeof(i.labels) = 'array' AND jsonb_array_length(i.labels) = 0
-                THEN NULL
-                ELSE nullif(ARRAY(SELECT jsonb_array_elements_text(i.labels)), '{}')
+    SELECT i.id,
+           coalesce(i.queue_name, %(queue_name)s::text),
+           coalesce(i.priority, %(priority)s::int),
+           coalesce(i.task_name, %(task_name)s::text),
+           i.arguments,
+           coalesce(i.run_at, %(run_at)s::timestamptz,
+                    now() + make_interval(secs => coalesce(i.wait, %(wait)s::float8))),
+           CASE WHEN jsonb_typeof(i.labels) = 'array' AND jsonb_array_length(i.labels) > 0
+                THEN ARRAY(SELECT jsonb_array_elements_text(i.labels))
            END,
-           i.concurrency_key, i.batch_id
-    FROM unnest(%(ids)b::uuid[], %(queue_names)b::text[], %(priorities)b::int[],
-                %(task_names)b::text[], %(arguments)b::jsonb[], %(run_ats)b::timestamptz[],
-                %(waits)b::float8[], %(labels)b::jsonb[], %(concurrency_keys)b::text[],
-                %(batch_ids)b::uuid[])
-        AS i(id, queue_name, priority, task_name, arguments, run_at, wait, labels,
-             concurrency_key, batch_id)
+           coalesce(i.concurrency_key, %(concurrency_key)s::text),
+           coalesce(i.batch_id, %(batch_id)s::uuid)
+    FROM ROWS FROM (
+        unnest(%(ids)b::uuid[]), unnest(%(queue_names)b::text[]), unnest(%(priorities)b::int[]),
+        unnest(%(task_names)b::text[]), jsonb_array_elements(%(arguments)s::jsonb),
+        unnest(%(run_ats)b::timestamptz[]), unnest(%(waits)b::float8[]),
+        jsonb_array_elements(%(labels)s::jsonb), unnest(%(concurrency_keys)b::text[]),
+        unnest(%(batch_ids)b::uuid[])
+    ) AS i(id, queue_name, priority, task_name, arguments, run_at, wait, labels,
+           concurrency_key, batch_id)
     RETURNING queue_name, scheduled_at
 )
 SELECT pg_notify(%(channel)s, json_build_object(
@@ -141,6 +151,23 @@ SELECT pg_notify(%(channel)s, json_build_object(
            'scheduled_at', extract(epoch FROM min(scheduled_at)))::text)
 FROM inserted
 GROUP BY queue_name;
+
+-- name: jobs_insert_one
+-- Inserts one job and wakes its queue: jobs_insert for task.enqueue() with plain parameters,
+-- which psycopg adapts and the server plans faster than ten one-element arrays (issue 5).
+WITH inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
+         batch_id)
+    VALUES (%(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s,
+            coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(wait)s::float8)),
+            %(labels)s::text[], %(concurrency_key)s, %(batch_id)s)
+    RETURNING queue_name, scheduled_at
+)
+SELECT pg_notify(%(channel)s, json_build_object(
+           'queue', queue_name,
+           'scheduled_at', extract(epoch FROM scheduled_at))::text)
+FROM inserted;
 
 -- name: jobs_claim
 -- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
@@ -296,14 +323,15 @@ SELECT pg_try_advisory_lock(goodjob_lock_key(%(id)s)) AS locked;
 SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
 
 -- name: jobs_list
--- Jobs filtered by status, queue, task and label (each optional), newest first.
+-- Jobs filtered by status, queue, task and label (each optional), newest first (ids are
+-- UUIDv7, so id order is creation order and the primary key serves it).
 SELECT j.*, {status} AS status
 FROM goodjob_jobs j
 WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
   AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
   AND (%(label)s::text IS NULL OR j.labels @> ARRAY[%(label)s::text])
   AND (%(status)s::text IS NULL OR {status} = %(status)s)
-ORDER BY j.created_at DESC, j.id DESC
+ORDER BY j.id DESC
 LIMIT %(limit)s;
 
 -- name: job_retry
