@@ -194,9 +194,21 @@ class Performer:
                 self._unclaim(process_id, [job])
         return kept
 
+    def unclaim(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Give back claims of jobs that never started (claimed ahead, then shutdown), as if
+        they had not been claimed: no attempt and no execution row is left; queues are woken."""
+        if not jobs:
+            return
+        self._unclaim(self.gj.tracker.process_id, jobs)
+        for queue in sorted({job.queue_name for job in jobs}):
+            self.gj.database.execute(
+                "jobs_renotify", {"channel": CHANNEL, "queue": queue, "wait": 0.0}
+            )
+
     def _unclaim(self, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> None:
         for job in jobs:
-            self.gj.job_locks.release(job.id)
+            if self._advisory:
+                self.gj.job_locks.release(job.id)
             self.gj.database.execute(
                 "jobs_unclaim", {"id": job.id, "process_id": process_id, "attempt": job.attempt}
             )
