@@ -5,11 +5,11 @@ as the pool has free threads, in one statement, and hands them to those threads;
 wake-up (a poll) puts every thread to work (fan-out). While claims bring jobs back it keeps
 draining, with up to ``CLAIM_AHEAD`` jobs per thread claimed ahead: it claims again, in one
 statement, as soon as fewer jobs wait than there are threads, so a finishing thread finds its
-next job waiting and a backlog costs one round trip per batch rather than one per job. An empty
-claim means the queue is drained; the claimer sleeps until the next wake-up. Jobs claimed ahead
-that no thread started by shutdown are given back (``Performer.unclaim``). Outcomes go to the
-batching :class:`~goodjob.runtime.completer.Completer`; threads do not wait for them to be
-written.
+next job waiting and a backlog costs one round trip per batch rather than one per job. A full
+claim starts a drain and only an empty one ends it; the claimer then sleeps until the next
+wake-up. Jobs claimed ahead that no thread started by shutdown are given back
+(``Performer.unclaim``). Outcomes go to the batching
+:class:`~goodjob.runtime.completer.Completer`; threads do not wait for them to be written.
 """
 
 from __future__ import annotations
@@ -189,10 +189,11 @@ class Scheduler:
                 self.claimed += len(jobs)
                 self._pending.extend(jobs)
                 self._work.notify(len(jobs))
-                # Only an empty claim ends a drain: a short one can also mean that rows were
-                # skipped (SKIP LOCKED, advisory locks), and stopping there would leave the
-                # backlog to the next poll.
-                self._draining = bool(jobs)
+                # A full claim starts (or continues) a drain; once draining, only an empty claim
+                # ends it: a short one can also mean that rows were skipped (SKIP LOCKED under
+                # another process's claim, advisory locks), and stopping there would leave the
+                # backlog to the next wake-up. A short claim on an idle pool costs no extra one.
+                self._draining = len(jobs) == limit or (self._draining and bool(jobs))
 
     # -- the worker threads ---------------------------------------------------------------
 
