@@ -144,3 +144,24 @@ def test_a_job_released_at_shutdown_reruns_and_knows_it_was_interrupted(
         assert performer.drain() == 1
     assert runs == [{"attempt": 2, "interrupted": True}]
     assert [e.error_event for e in a.job(job.id).executions] == ["interrupted", None]
+
+
+def test_an_unstarted_claim_given_back_leaves_no_attempt(
+    make_app: type[GoodJob], database_url: str
+) -> None:
+    """Jobs claimed ahead and never started (shutdown) are undone, not recorded as interrupted:
+    the next claim is attempt 1 again, not interrupted, with one execution row."""
+    a, b, runs = two_workers(make_app)
+    job = a.tasks["work"].enqueue("b")
+    performer_a, performer_b = Performer(a), Performer(b)
+    with a.tracker.register(), b.tracker.register():
+        [claimed_a] = performer_a.claim()
+        performer_a.unclaim([claimed_a])
+        executions = "SELECT count(*) FROM goodjob_executions WHERE job_id = %s"
+        assert sql(database_url, executions, [job.id])[0][0] == 0
+
+        [claimed_b] = performer_b.claim()
+        assert (claimed_b.id, claimed_b.attempt, claimed_b.interrupted) == (job.id, 1, False)
+        assert performer_b.complete([performer_b.perform(claimed_b)]) == {job.id}
+    assert runs == [{"attempt": 1, "interrupted": False}]
+    assert sql(database_url, executions, [job.id])[0][0] == 1

@@ -250,17 +250,22 @@ class Database:
         *,
         conn: Any = None,
         fragments: Mapping[str, str] | None = None,
+        prepare: bool | None = None,
     ) -> list[Row]:
-        """Run statement ``name``; on ``conn`` (a caller's connection) or a pooled one."""
+        """Run statement ``name``; on ``conn`` (a caller's connection) or a pooled one.
+
+        ``prepare=False`` plans the statement afresh each time: for statements over arrays of
+        varying length, whose generic (prepared) plan is costed for a handful of rows.
+        """
         sql = self.sql(name, fragments)
         with translate_errors():
             if conn is not None:
                 cur = conn.cursor(row_factory=dict_row)
-                cur.execute(sql, params)
+                cur.execute(sql, params, prepare=prepare)
                 return cur.fetchall() if cur.description else []
             with self._pooled() as pooled:
                 pooled_cur = pooled.cursor(row_factory=dict_row)
-                pooled_cur.execute(sql, params)
+                pooled_cur.execute(sql, params, prepare=prepare)
                 return pooled_cur.fetchall() if pooled_cur.description else []
 
     async def aexecute(self, name: str, params: Params, conn: Any) -> list[Row]:

@@ -217,14 +217,16 @@ interrupted AS (
         error = 'goodjob.JobInterrupted: the process running this attempt stopped before it finished',
         error_event = 'interrupted'
     FROM claimed c
-    WHERE e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
+    WHERE c.executions_count > 1 -- a first attempt has no earlier one: no index probe
+      AND e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
     RETURNING e.job_id
 )
 SELECT j.*,
-       j.id IN (SELECT job_id FROM interrupted)
-       OR EXISTS (SELECT 1 FROM goodjob_executions p
-                  WHERE p.job_id = j.id AND p.attempt = j.executions_count - 1
-                    AND p.error_event = 'interrupted') AS interrupted
+       j.executions_count > 1
+       AND (j.id IN (SELECT job_id FROM interrupted)
+            OR EXISTS (SELECT 1 FROM goodjob_executions p
+                       WHERE p.job_id = j.id AND p.attempt = j.executions_count - 1
+                         AND p.error_event = 'interrupted')) AS interrupted
 FROM claimed j
 ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 
@@ -263,7 +265,7 @@ updated AS (
         updated_at = now()
     FROM fenced f
     WHERE j.id = f.id AND (f.preserve OR f.kind IN ('retry', 'release'))
-    RETURNING j.id
+    RETURNING j.id, f.attempt, f.duration, f.error, f.error_event, f.backtrace
 ),
 deleted AS (
     DELETE FROM goodjob_jobs j
@@ -273,10 +275,12 @@ deleted AS (
 ),
 executions AS (
     UPDATE goodjob_executions e
-    SET finished_at = now(), duration = make_interval(secs => f.duration), error = f.error,
-        error_event = f.error_event, error_backtrace = f.backtrace, updated_at = now()
-    FROM fenced f
-    WHERE e.job_id = f.id AND e.attempt = f.attempt AND f.id IN (SELECT id FROM updated)
+    SET finished_at = now(), duration = make_interval(secs => u.duration), error = u.error,
+        error_event = u.error_event, error_backtrace = u.backtrace, updated_at = now()
+    -- joined on what the update returned: one index probe per row on (job_id, attempt); an
+    -- IN (SELECT … FROM updated) here rescanned that CTE per row, quadratic in the batch
+    FROM updated u
+    WHERE e.job_id = u.id AND e.attempt = u.attempt
 )
 SELECT id FROM updated
 UNION ALL

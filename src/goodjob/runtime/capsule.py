@@ -195,7 +195,13 @@ class Capsule:
                 scheduler.join(grace)
             stuck = [job for s in self.schedulers for job in s.running_jobs()]
         self.completer.stop()
-        self._release(unstarted + stuck)
+        self._release(stuck)
+        try:
+            # Claimed ahead and never started: undone rather than recorded as interrupted.
+            self.performer.unclaim(unstarted)
+        except Error as exc:
+            # The last unregistration (below) or the sweep releases them instead.
+            logger.error("could not give back %d unstarted jobs: %s", len(unstarted), exc)
         self.cleaner.stop()
         self.sweeper.stop()
         if self.notifier is not None:

@@ -1,13 +1,15 @@
 """A Scheduler: one thread pool serving one queue selection.
 
 A claimer thread sleeps until woken (NOTIFY, poll, a future-job timer), then claims as many jobs
-as the pool has free threads, in one statement, and hands them to those threads. While claims
-come back full it keeps draining: each time a thread frees up it claims again, so a backlog costs
-one round trip per batch of free threads rather than one per job, and a single wake-up (a poll)
-puts every thread to work (fan-out). A claim that comes back short means the queue is drained;
-the claimer sleeps until the next wake-up. No job is claimed before a thread is free to run it.
-Outcomes go to the batching :class:`~goodjob.runtime.completer.Completer`; threads do not wait
-for them to be written.
+as the pool has free threads, in one statement, and hands them to those threads; a single
+wake-up (a poll) puts every thread to work (fan-out). While claims bring jobs back it keeps
+draining, with up to ``CLAIM_AHEAD`` jobs per thread claimed ahead: it claims again, in one
+statement, as soon as fewer jobs wait than there are threads, so a finishing thread finds its
+next job waiting and a backlog costs one round trip per batch rather than one per job. A full
+claim starts a drain and only an empty one ends it; the claimer then sleeps until the next
+wake-up. Jobs claimed ahead that no thread started by shutdown are given back
+(``Performer.unclaim``). Outcomes go to the batching
+:class:`~goodjob.runtime.completer.Completer`; threads do not wait for them to be written.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("goodjob.scheduler")
 
 CLAIM_ERROR_BACKOFF = 1.0  # seconds a thread waits after a failed claim (database down)
+CLAIM_AHEAD = 4  # jobs per thread claimed beyond the free threads while draining a backlog
 
 
 class Scheduler:
@@ -148,14 +151,27 @@ class Scheduler:
     # -- the claimer ----------------------------------------------------------------------
 
     def _free(self) -> int:
-        return self.spec.threads - len(self._running) - len(self._pending)
+        """How many jobs the next claim may take.
+
+        Draining a backlog, the claimer keeps up to ``CLAIM_AHEAD`` jobs per thread claimed
+        ahead, so a thread that finishes finds its next job waiting instead of waiting for a
+        claim's round trip. Otherwise (a wake-up on an idle pool) it claims only for free
+        threads: a job claimed ahead waits, and another process could have run it at once.
+        """
+        capacity = self.spec.threads * (1 + CLAIM_AHEAD) if self._draining else self.spec.threads
+        return capacity - len(self._running) - len(self._pending)
+
+    def _claim_due(self) -> bool:
+        if self._draining:
+            # Claim once fewer jobs wait than there are threads: the claim then fills the
+            # claim-ahead room in one batch instead of one job per finished thread.
+            return len(self._pending) < self.spec.threads and self._free() > 0
+        return self._wakeups > 0 and self._free() > 0
 
     def _claimer(self) -> None:
         while True:
             with self._lock:
-                while not self._shutdown.is_set() and not (
-                    (self._wakeups or self._draining) and self._free() > 0
-                ):
+                while not self._shutdown.is_set() and not self._claim_due():
                     self._claim_wanted.wait()
                 if self._shutdown.is_set():
                     return
@@ -173,7 +189,11 @@ class Scheduler:
                 self.claimed += len(jobs)
                 self._pending.extend(jobs)
                 self._work.notify(len(jobs))
-                self._draining = len(jobs) == limit
+                # A full claim starts (or continues) a drain; once draining, only an empty claim
+                # ends it: a short one can also mean that rows were skipped (SKIP LOCKED under
+                # another process's claim, advisory locks), and stopping there would leave the
+                # backlog to the next wake-up. A short claim on an idle pool costs no extra one.
+                self._draining = len(jobs) == limit or (self._draining and bool(jobs))
 
     # -- the worker threads ---------------------------------------------------------------
 
@@ -190,9 +210,11 @@ class Scheduler:
                 while not self._pending and not self._shutdown.is_set():
                     self._work.wait()
                 if self._shutdown.is_set():
-                    return  # jobs still pending are released by the capsule
+                    return  # jobs still pending are given back by the capsule
                 job = self._pending.popleft()
                 self._running[ident] = job
+                if self._draining and len(self._pending) < self.spec.threads:
+                    self._claim_wanted.notify()
             outcome: Outcome | None = None
             try:
                 outcome = self.performer.perform(job)
