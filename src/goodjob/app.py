@@ -179,21 +179,9 @@ class GoodJob:
 
     def _handle(self, new: job_records.NewJob, now: dt.datetime) -> Job:
         """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
-        return Job(
-            app=self,
-            id=new.id,
-            task_name=new.task_name,
-            queue_name=new.queue_name,
-            priority=new.priority,
-            arguments=new.arguments,
-            # A guess by the local clock, for the handle only; gj.job(id) asks the database.
-            status="scheduled"
-            if (new.run_at is not None and new.run_at > now) or new.wait > 0
-            else "queued",
-            scheduled_at=new.run_at,
-            created_at=None,
-            labels=new.labels,
-        )
+        # A guess by the local clock, for the handle only; gj.job(id) asks the database.
+        scheduled = (new.run_at is not None and new.run_at > now) or new.wait > 0
+        return Job.enqueued(self, new, "scheduled" if scheduled else "queued")
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -180,3 +180,22 @@ def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_ur
         ).fetchone()
     assert row is not None
     assert row[0] >= FINISHED
+
+
+@pytest.mark.parametrize("horizon", [None, 60.0])
+def test_future_job_warm_up_reads_only_the_future_index(
+    history: GoodJob, database_url: str, horizon: float | None
+) -> None:
+    """The future-job cache's query finds scheduled jobs through goodjob_jobs_scheduled, whose
+    predicate (scheduled_at > created_at) holds every future job and no job due at once."""
+    statement = history.database.sql("runtime_future_jobs")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + statement, {"limit": 10_000, "horizon": horizon}
+        ).fetchone()
+        assert row is not None
+        nodes = list(_nodes(row[0][0]["Plan"]))
+        found = conn.execute(statement, {"limit": 100_000, "horizon": None}).fetchall()
+    scans = [n for n in nodes if n["Node Type"] in SCANS]
+    assert [n.get("Index Name") for n in scans] == ["goodjob_jobs_scheduled"], _describe(nodes)
+    assert len(found) == FUTURE

@@ -424,7 +424,9 @@ FROM unnest(%(queues)s::text[], %(scheduled_ats)s::timestamptz[]) AS q(queue, sc
 SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch,
        extract(epoch FROM now())::float8 AS now_epoch
 FROM goodjob_jobs j
-WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > now()
+-- scheduled_at > created_at: the predicate of the goodjob_jobs_scheduled index (every future job)
+WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > j.created_at
+  AND j.scheduled_at > now()
   AND (%(horizon)s::float8 IS NULL
        OR j.scheduled_at <= now() + make_interval(secs => %(horizon)s::float8))
 ORDER BY j.scheduled_at

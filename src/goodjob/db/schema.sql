@@ -49,8 +49,8 @@ CREATE TABLE goodjob_jobs (
     concurrency_key text,
     cron_key text,
     cron_at timestamptz,
-    batch_id uuid REFERENCES goodjob_batches (id) ON DELETE SET NULL,
-    batch_callback_id uuid REFERENCES goodjob_batches (id) ON DELETE SET NULL,
+    batch_id uuid,
+    batch_callback_id uuid,
     result jsonb,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
@@ -74,9 +74,11 @@ CREATE INDEX goodjob_jobs_dequeue_any ON goodjob_jobs (priority, scheduled_at, i
     WHERE finished_at IS NULL AND locked_by_id IS NULL;
 CREATE INDEX goodjob_jobs_dequeue_queue ON goodjob_jobs (queue_name, priority, scheduled_at, id)
     WHERE finished_at IS NULL AND locked_by_id IS NULL;
--- Warming the future-job cache: the next scheduled starts.
+-- Warming the future-job cache: the next scheduled starts. Only jobs scheduled after their
+-- creation (every future job: created_at <= now() < scheduled_at), so a job due at once writes
+-- no entry here.
 CREATE INDEX goodjob_jobs_scheduled ON goodjob_jobs (scheduled_at)
-    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+    WHERE finished_at IS NULL AND locked_by_id IS NULL AND scheduled_at > created_at;
 -- Sweeping dead processes' and orphaned claims.
 CREATE INDEX goodjob_jobs_locked_by ON goodjob_jobs (locked_by_id)
     WHERE locked_by_id IS NOT NULL;
@@ -138,4 +140,4 @@ CREATE TABLE goodjob_migrations (
     version text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002');
+INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003');

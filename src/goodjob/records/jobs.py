@@ -9,6 +9,7 @@ and says why) or waits for it (its ``SKIP LOCKED`` claim passes the row over).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json as jsonlib
 import time
@@ -149,6 +150,32 @@ class Job:
         return self.app
 
     @classmethod
+    def enqueued(cls, app: GoodJob, new: NewJob, status: str) -> Job:
+        """The handle of a job just inserted: what the client knows without asking the database.
+
+        Fills the instance's ``__dict__`` directly: the frozen dataclass ``__init__`` pays one
+        ``object.__setattr__`` per field, about 3 µs a handle, which was a third of
+        ``enqueue_all``'s client time for 1,000 jobs (issue 5).
+        """
+        job = cls.__new__(cls)
+        vars(job).update(
+            _HANDLE_DEFAULTS,
+            id=new.id,
+            task_name=new.task_name,
+            queue_name=new.queue_name,
+            priority=new.priority,
+            status=status,
+            arguments=new.arguments,
+            scheduled_at=new.run_at,
+            created_at=None,
+            labels=new.labels,
+            concurrency_key=new.concurrency_key,
+            batch_id=new.batch_id,
+            app=app,
+        )
+        return job
+
+    @classmethod
     def from_row(
         cls,
         row: dict[str, Any],
@@ -180,9 +207,16 @@ class Job:
         )
 
 
-@dataclass(frozen=True)
+# Every field's default, for Job.enqueued (fields without one are always given there).
+_HANDLE_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(Job) if f.default is not dataclasses.MISSING
+}
+
+
+@dataclass(slots=True)
 class NewJob:
-    """A job about to be inserted."""
+    """A job about to be inserted (internal: built and read once per enqueue, so not frozen,
+    whose ``__init__`` costs three times as much)."""
 
     id: uuid.UUID
     task_name: str
