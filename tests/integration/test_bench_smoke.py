@@ -17,7 +17,6 @@ SCENARIOS = {
     "enqueue_bulk",
     "drain_default",
     "drain_best",
-    "drain_batched_prototype",
     "latency",
     "idle_worker",
     "history",
@@ -59,7 +58,7 @@ def test_bench_quick_reports_every_scenario(database_url: str) -> None:
     assert machine["server_version"]
     assert machine["cores"] >= 1
 
-    for name in ("drain_default", "drain_best", "drain_batched_prototype", "history"):
+    for name in ("drain_default", "drain_best", "history"):
         goodjob = by_name[name]["goodjob"]
         assert goodjob["jobs"] == JOBS
         assert goodjob["executions"] == JOBS, f"{name}: every job ran exactly once"

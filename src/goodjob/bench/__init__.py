@@ -2,7 +2,6 @@
 
 - :mod:`goodjob.bench.baseline` — the simplest correct plain-psycopg queue, the yardstick.
 - :mod:`goodjob.bench.workload` — the tasks the benchmark's workers run.
-- :mod:`goodjob.bench.worker` — a stand-in worker (Performer thread loop) when no runtime exists.
 - :mod:`goodjob.bench.environment` — fresh databases, worker processes, waiting.
 - :mod:`goodjob.bench.scenarios` — enqueue, drain, latency and history measurements.
 - :mod:`goodjob.bench.recovery` — SIGKILL recovery time and its exactly-once proof.

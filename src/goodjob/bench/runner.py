@@ -20,20 +20,16 @@ from rich.table import Table
 
 from goodjob.bench import recovery
 from goodjob.bench import scenarios as sc
-from goodjob.bench.environment import WorkerConfig, WorkerMode, fresh_database, server_facts
+from goodjob.bench.environment import WorkerConfig, fresh_database, server_facts
 
 ALL = ("enqueue", "drain", "latency", "history", "recovery")
 Emit = Callable[[dict[str, Any]], None]
-# The batched-claim prototype (goodjob.bench.worker): 5 threads, each claiming and completing
-# 50 jobs per statement.
-PROTOTYPE = WorkerConfig(threads=5, pool_size=7, batch=50)
 
 
 @dataclass(frozen=True)
 class Options:
     url: str
     sizes: sc.Sizes
-    mode: WorkerMode
     best: WorkerConfig
     scenarios: tuple[str, ...] = ALL
 
@@ -86,7 +82,7 @@ class Run:
 
     def machine(self) -> dict[str, Any]:
         facts = server_facts(self.options.url)
-        line = {"scenario": "machine", **facts, "worker": self.options.mode}
+        line = {"scenario": "machine", **facts}
         self.emit(line)
         return line
 
@@ -121,7 +117,7 @@ class Run:
             base = self._on_fresh("baseline-drain", lambda u: sc.baseline_drain(u, s))
             default = self._on_fresh(
                 "goodjob-drain",
-                lambda u: sc.goodjob_drain(u, s, WorkerConfig(), o.mode, "drain"),
+                lambda u: sc.goodjob_drain(u, s, WorkerConfig(), "drain"),
             )
             empty_drain = default
             drains = [("drain_default", default)]
@@ -131,20 +127,7 @@ class Run:
                         "drain_best",
                         self._on_fresh(
                             "goodjob-drain-best",
-                            lambda u: sc.goodjob_drain(u, s, o.best, o.mode, "drain-best"),
-                        ),
-                    )
-                )
-                # Not goodjob's runtime: its Performer driven by threads that claim and complete
-                # PROTOTYPE_BATCH jobs per statement, to measure what batched claims would give.
-                drains.append(
-                    (
-                        "drain_batched_prototype",
-                        self._on_fresh(
-                            "goodjob-drain-prototype",
-                            lambda u: sc.goodjob_drain(
-                                u, s, PROTOTYPE, "performer", "drain-prototype"
-                            ),
+                            lambda u: sc.goodjob_drain(u, s, o.best, "drain-best"),
                         ),
                     )
                 )
@@ -162,7 +145,7 @@ class Run:
                 )
         if "latency" in o.scenarios:
             base = self._on_fresh("baseline-latency", lambda u: sc.baseline_latency(u, s))
-            mine = self._on_fresh("goodjob-latency", lambda u: sc.goodjob_latency(u, s, o.mode))
+            mine = self._on_fresh("goodjob-latency", lambda u: sc.goodjob_latency(u, s))
             self._add(
                 _line(
                     "latency",
@@ -201,9 +184,7 @@ class Run:
                 )
             )
         if "recovery" in o.scenarios:
-            mine = self._on_fresh(
-                "goodjob-recovery", lambda u: recovery.goodjob_recovery(u, s, o.mode)
-            )
+            mine = self._on_fresh("goodjob-recovery", lambda u: recovery.goodjob_recovery(u, s))
             self._add(
                 _line(
                     "recovery",
@@ -225,7 +206,7 @@ class Run:
         migrated_app(url).close()
         seeded = sc.seed_history(url, s.history_finished, s.history_future)
         self._say(f"seeded {s.history_finished:,} finished + {s.history_future:,} future jobs")
-        result = sc.goodjob_drain(url, s, WorkerConfig(), self.options.mode, "history")
+        result = sc.goodjob_drain(url, s, WorkerConfig(), "history")
         result["seed_seconds"] = round(seeded, 1)
         result["finished_rows"] = s.history_finished
         result["future_rows"] = s.history_future
@@ -261,8 +242,7 @@ def _figure(scenario: str, figures: dict[str, Any] | None) -> str:
 def table(machine: dict[str, Any], lines: list[dict[str, Any]]) -> Table:
     title = (
         f"goodjob bench — Postgres {machine['server_version']}, fsync={machine['fsync']},"
-        f" synchronous_commit={machine['synchronous_commit']}, {machine['cores']} cores,"
-        f" workers: {machine['worker']}"
+        f" synchronous_commit={machine['synchronous_commit']}, {machine['cores']} cores"
     )
     result = Table("scenario", "goodjob", "baseline", "ratio", "target", "met", title=title)
     for line in lines:

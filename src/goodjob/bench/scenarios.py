@@ -23,7 +23,6 @@ from goodjob.bench import baseline
 from goodjob.bench.environment import (
     BenchError,
     WorkerConfig,
-    WorkerMode,
     WorkerProcess,
     baseline_worker,
     goodjob_workers,
@@ -196,9 +195,7 @@ def seed_history(url: str, finished: int, future: int) -> float:
     return time.perf_counter() - started
 
 
-def goodjob_drain(
-    url: str, sizes: Sizes, config: WorkerConfig, mode: WorkerMode, label: str
-) -> dict[str, Any]:
+def goodjob_drain(url: str, sizes: Sizes, config: WorkerConfig, label: str) -> dict[str, Any]:
     """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count."""
     app = client(url)
     tasks = register(app)
@@ -210,7 +207,7 @@ def goodjob_drain(
         app.close()
     sql(url, "ANALYZE goodjob_jobs")
     connections = 0
-    with running(goodjob_workers(url, config, mode, label)) as workers:
+    with running(goodjob_workers(url, config, label)) as workers:
 
         def drained() -> bool:
             nonlocal connections
@@ -310,13 +307,13 @@ def _paced(count: int, gap: float) -> Any:
             time.sleep(pause)
 
 
-def goodjob_latency(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
+def goodjob_latency(url: str, sizes: Sizes) -> dict[str, Any]:
     """Enqueue-commit to task-start, idle worker with 10 threads, polling every 30 s."""
     app = client(url)
     tasks = register(app)
     config = WorkerConfig(threads=baseline.THREADS, poll_interval=30.0)
     try:
-        with running(goodjob_workers(url, config, mode, "latency")) as workers:
+        with running(goodjob_workers(url, config, "latency")) as workers:
             wait_registered(url, 1, list(workers))
             warm = [tasks.stamp.enqueue().id for _ in range(3)]  # proves NOTIFY wakes it
             wait_for(

@@ -90,14 +90,6 @@ QUICK = {
     default=None,
     help="connections in each process's pool in the drain_best scenario [default: goodjob's]",
 )
-@click.option(
-    "--worker",
-    type=click.Choice(["auto", "start", "performer"]),
-    default="auto",
-    show_default=True,
-    help="goodjob workers: `goodjob start`, or a stand-in Performer thread loop"
-    " (auto: start when this goodjob has it)",
-)
 def bench(
     database_url: str | None,
     jobs: int,
@@ -110,11 +102,10 @@ def bench(
     best_threads: int,
     best_processes: int,
     best_pool_size: int | None,
-    worker: str,
 ) -> None:
     """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
     from goodjob.bench import runner
-    from goodjob.bench.environment import WorkerConfig, start_available
+    from goodjob.bench.environment import WorkerConfig
     from goodjob.bench.scenarios import Sizes
 
     sizes = Sizes(jobs=jobs, chunk=min(1_000, jobs))
@@ -130,16 +121,11 @@ def bench(
     if not database_url:
         data_dir = Path(Settings.load().embedded_data_dir).resolve()
         database_url = embedded.ensure_running(data_dir).url()
-    if worker == "auto":
-        worker = "start" if start_available() else "performer"
-    if worker == "start" and not start_available():
-        raise click.UsageError("this goodjob has no `goodjob start`; use --worker performer")
     console = Console(width=None if Console().is_terminal else 200)
     err = Console(stderr=True)
     options = runner.Options(
         url=database_url,
         sizes=sizes,
-        mode="start" if worker == "start" else "performer",
         best=WorkerConfig(threads=best_threads, processes=best_processes, pool_size=best_pool_size),
         scenarios=scenarios or runner.ALL,
     )
