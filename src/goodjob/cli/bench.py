@@ -13,6 +13,7 @@ from goodjob.config import Settings
 from goodjob.errors import Error
 
 QUICK = {
+    "rounds": 1,
     "latency_jobs": 50,
     "recovery_runs": 1,
     "history_finished": 10_000,
@@ -33,6 +34,13 @@ QUICK = {
     default=20_000,
     show_default=True,
     help="jobs per enqueue and drain scenario",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=None,
+    help="drains per side, reported as the median (the empty-table, baseline and history drains"
+    " take turns); enqueue blocks per side, alternating with the baseline's [default: 3]",
 )
 @click.option(
     "--latency-jobs",
@@ -61,7 +69,7 @@ QUICK = {
 @click.option(
     "--quick",
     is_flag=True,
-    help="small sizes for a smoke run: 50 latency jobs, 1 recovery, 10,000 history rows",
+    help="small sizes for a smoke run: 1 round, 50 latency jobs, 1 recovery, 11,000 history rows",
 )
 @click.option(
     "--scenario",
@@ -93,6 +101,7 @@ QUICK = {
 def bench(
     database_url: str | None,
     jobs: int,
+    rounds: int | None,
     latency_jobs: int | None,
     recovery_runs: int | None,
     history_finished: int | None,
@@ -112,6 +121,7 @@ def bench(
     if quick:
         sizes = dataclasses.replace(sizes, **QUICK)
     explicit = {
+        "rounds": rounds,
         "latency_jobs": latency_jobs,
         "recovery_runs": recovery_runs,
         "history_finished": history_finished,
