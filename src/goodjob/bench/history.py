@@ -2,8 +2,8 @@
 
 The seed is one ``INSERT … SELECT generate_series``: ``finished`` jobs that ran one at a time
 100 ms apart, then ``future`` jobs scheduled a day ahead, all created before the drain's jobs.
-Before every drain round :func:`settle` vacuums and checkpoints, so each round starts from an
-established table, as the first does right after the seed.
+Before every drain round, the first included, :func:`settle` vacuums and checkpoints, so each
+round starts from an established table: not one just bulk-loaded, nor one just drained.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ FROM generate_series(1, %(finished)s + %(future)s) AS g,
 
 
 def seed(url: str, finished: int, future: int) -> float:
-    """Insert ``finished`` finished and ``future`` future-scheduled jobs; returns seconds."""
+    """Insert ``finished`` finished and ``future`` future-scheduled jobs; returns seconds.
+
+    The caller settles the table before draining on it (:func:`settle`).
+    """
     started = time.perf_counter()
     sql(url, SEED, {"finished": finished, "future": future})
-    settle(url)
     return time.perf_counter() - started
 
 

@@ -307,7 +307,7 @@ def _rounds_note(scenario: str, figures: dict[str, Any]) -> str:
     if count is None:
         return ""
     if scenario.startswith("enqueue"):
-        return f", {count} alternating block{'s' if count > 1 else ''}"
+        return f", {count} alternating blocks" if count > 1 else ", 1 block"
     return f", median of {count} rounds" if count > 1 else ", 1 round"
 
 
