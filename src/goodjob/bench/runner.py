@@ -116,7 +116,7 @@ class Run:
 
     def _enqueue(self) -> None:
         o, s = self.options, self.options.sizes
-        self._say(f"enqueue, baseline and goodjob in {s.rounds} alternating blocks each ...")
+        self._say(f"enqueue, baseline and goodjob taking turns, {s.rounds} block(s) each ...")
         with (
             fresh_database(o.url, "baseline_enqueue") as base_url,
             fresh_database(o.url, "goodjob_enqueue") as mine_url,
