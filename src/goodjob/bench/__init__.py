@@ -2,9 +2,10 @@
 
 - :mod:`goodjob.bench.baseline` — the simplest correct plain-psycopg queue, the yardstick.
 - :mod:`goodjob.bench.workload` — the tasks the benchmark's workers run.
-- :mod:`goodjob.bench.worker` — a stand-in worker (Performer thread loop) when no runtime exists.
 - :mod:`goodjob.bench.environment` — fresh databases, worker processes, waiting.
-- :mod:`goodjob.bench.scenarios` — enqueue, drain, latency and history measurements.
+- :mod:`goodjob.bench.scenarios` — enqueue, drain and latency measurements.
+- :mod:`goodjob.bench.history` — the history scenario's seeded table (UUIDv7 ids).
+- :mod:`goodjob.bench.rounds` — alternating blocks and the median of repeated rounds.
 - :mod:`goodjob.bench.recovery` — SIGKILL recovery time and its exactly-once proof.
 - :mod:`goodjob.bench.runner` — runs them, reports JSON lines and a table with ratios.
 

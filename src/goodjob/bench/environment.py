@@ -1,9 +1,9 @@
 """Where the benchmark runs: the server, a fresh database per scenario, and worker processes.
 
 Every scenario gets a database of its own, created on the same server and dropped afterwards, so
-no scenario sees another's rows or dead tuples. Workers are separate processes (``goodjob start``,
-or the stand-in Performer loop, or the baseline worker), each in its own process group, stopped
-with SIGTERM and, after a grace period, SIGKILL.
+no scenario sees another's rows or dead tuples. Workers are separate processes (``goodjob start``
+or the baseline worker), each in its own process group, stopped with SIGTERM and, after a grace
+period, SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -27,7 +27,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from goodjob.app import GoodJob
 
 T = TypeVar("T")
-WorkerMode = Literal["start", "performer"]
 APP = "goodjob.bench.workload:gj"
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when stopping a worker
 
@@ -171,13 +170,6 @@ class WorkerProcess:
             self.log.unlink()
 
 
-def start_available() -> bool:
-    """Whether this goodjob has the ``goodjob start`` command (the runtime)."""
-    from goodjob.cli.main import main
-
-    return "start" in main.commands
-
-
 @dataclass(frozen=True)
 class WorkerConfig:
     """How many worker processes and threads a scenario runs, and how they poll."""
@@ -186,42 +178,27 @@ class WorkerConfig:
     processes: int = 1
     poll_interval: float | None = None  # None: goodjob's default
     pool_size: int | None = None  # None: goodjob's default (database_pool_size)
-    batch: int = 1  # performer loop only: jobs per claim and per complete
 
     def describe(self) -> str:
         threads = "default" if self.threads is None else str(self.threads)
         pool = "" if self.pool_size is None else f", pool {self.pool_size}"
-        batch = "" if self.batch == 1 else f", batch {self.batch}"
-        return f"{self.processes}x{threads} threads{pool}{batch}"
+        return f"{self.processes}x{threads} threads{pool}"
 
 
-def goodjob_workers(
-    url: str, config: WorkerConfig, mode: WorkerMode, label: str
-) -> list[WorkerProcess]:
-    """Start goodjob worker processes on ``url`` (``goodjob start`` or the Performer loop)."""
+def goodjob_workers(url: str, config: WorkerConfig, label: str) -> list[WorkerProcess]:
+    """Start ``goodjob start`` on ``url`` (one process; a supervisor when ``processes > 1``)."""
     env = {**os.environ, "GOODJOB_DATABASE_URL": url}
     env.pop("GOODJOB_APP", None)
-    if mode == "start":
-        argv = [sys.executable, "-m", "goodjob", "start", "--app", APP]
-        if config.threads is not None:
-            argv += ["--max-threads", str(config.threads)]
-        if config.poll_interval is not None:
-            argv += ["--poll-interval", str(config.poll_interval)]
-        if config.processes > 1:
-            argv += ["--processes", str(config.processes)]
-        if config.pool_size is not None:
-            argv += ["--database-pool-size", str(config.pool_size)]
-        return [WorkerProcess(argv, env, label)]
-    if config.pool_size is not None:
-        env["GOODJOB_DATABASE_POOL_SIZE"] = str(config.pool_size)
-    argv = [sys.executable, "-m", "goodjob.bench.worker"]
+    argv = [sys.executable, "-m", "goodjob", "start", "--app", APP]
     if config.threads is not None:
-        argv += ["--threads", str(config.threads)]
+        argv += ["--max-threads", str(config.threads)]
     if config.poll_interval is not None:
         argv += ["--poll-interval", str(config.poll_interval)]
-    if config.batch > 1:
-        argv += ["--batch", str(config.batch)]
-    return [WorkerProcess(argv, env, f"{label}-{i}") for i in range(config.processes)]
+    if config.processes > 1:
+        argv += ["--processes", str(config.processes)]
+    if config.pool_size is not None:
+        argv += ["--database-pool-size", str(config.pool_size)]
+    return [WorkerProcess(argv, env, label)]
 
 
 def baseline_worker(url: str, label: str) -> WorkerProcess:

@@ -19,7 +19,6 @@ from typing import Any
 
 from goodjob.bench.environment import (
     WorkerConfig,
-    WorkerMode,
     WorkerProcess,
     goodjob_workers,
     scalar,
@@ -31,7 +30,7 @@ from goodjob.bench.workload import RECOVERY_TABLE, register
 from goodjob.records import processes
 
 
-def goodjob_recovery(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
+def goodjob_recovery(url: str, sizes: Sizes) -> dict[str, Any]:
     """SIGKILL the worker running a long job; seconds until another worker starts it again."""
     app = client(url)
     tasks = register(app)
@@ -54,7 +53,7 @@ def goodjob_recovery(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]
     exactly_once = True
     try:
         for i in range(2):
-            workers += goodjob_workers(url, config, mode, f"recovery-{i}")
+            workers += goodjob_workers(url, config, f"recovery-{i}")
         wait_registered(url, 2, workers)
         for run in range(sizes.recovery_runs):
             job_id = tasks.long.enqueue(sizes.recovery_job_seconds).id
@@ -103,7 +102,7 @@ def goodjob_recovery(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]
                 if worker.process.poll() is not None or worker.pid == pid:
                     worker.stop()
                     workers.remove(worker)
-                    workers += goodjob_workers(url, config, mode, f"recovery-r{run}")
+                    workers += goodjob_workers(url, config, f"recovery-r{run}")
             wait_for(
                 lambda: scalar(url, "SELECT count(*) FROM goodjob_processes") == 2,
                 timeout=30,

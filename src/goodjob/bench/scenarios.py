@@ -1,15 +1,16 @@
-"""The measurements: enqueue, drain, latency, recovery and history, for goodjob and the baseline.
+"""The measurements: enqueue, drain and latency, for goodjob and the baseline.
 
-Each function runs on a fresh database (see :mod:`goodjob.bench.environment`) and returns a flat
-dict of figures. Throughput comes from the database's own timestamps (first claim to last
-completion), never from the client's clock; latency compares the client's commit time with the
-task's start time, both read from the same host's wall clock. Exactly-once is checked by
-counting: goodjob's execution rows (one per claim) and, for recovery, the task's own side table.
+Each function runs on a fresh database (see :mod:`goodjob.bench.environment`; a history drain
+round runs on the seeded one, see :mod:`goodjob.bench.history`) and returns a flat dict of
+figures. Drain throughput comes from the database's own timestamps (first claim to last
+completion), never from the client's clock; enqueue throughput is the client's time around its
+calls; latency compares the client's commit time with the task's start time, both read from the
+same host's wall clock. Exactly-once is checked by counting goodjob's execution rows (one per
+claim) for the jobs of the drain.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import time
@@ -19,11 +20,10 @@ from typing import Any
 
 import psycopg
 
-from goodjob.bench import baseline
+from goodjob.bench import baseline, rounds
 from goodjob.bench.environment import (
     BenchError,
     WorkerConfig,
-    WorkerMode,
     WorkerProcess,
     baseline_worker,
     goodjob_workers,
@@ -40,9 +40,10 @@ WAIT_SLACK = 60.0  # seconds added to every drain's deadline
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each scenario is (``goodjob bench --jobs/--quick`` shrink them)."""
+    """How big each scenario is (``goodjob bench --jobs/--rounds/--quick`` change them)."""
 
     jobs: int = 20_000
+    rounds: int = 3  # drains per side (median); enqueue blocks per side (summed)
     chunk: int = 1_000
     latency_jobs: int = 500
     latency_gap: float = 0.005  # seconds between two latency enqueues
@@ -118,99 +119,93 @@ def wait_registered(url: str, count: int, workers: list[WorkerProcess]) -> None:
 # -- enqueue ----------------------------------------------------------------------------------
 
 
-def goodjob_enqueue(url: str, sizes: Sizes) -> dict[str, Any]:
-    """Jobs/s for ``enqueue`` one per transaction and for ``enqueue_all`` in chunks."""
-    app = client(url)
+def enqueue(baseline_url: str, goodjob_url: str, sizes: Sizes) -> tuple[dict[str, Any], ...]:
+    """Jobs/s of the baseline and of goodjob, enqueueing one per transaction and then in chunks.
+
+    Each side's ``sizes.jobs`` enqueues are split into ``sizes.rounds`` blocks and the sides take
+    turns, block by block (baseline, goodjob, baseline, ...), each on its own database of the
+    same server: a change in the machine's load while this runs hits both alike. A side's
+    figure is its jobs over the sum of its blocks' times.
+    """
+    baseline.create_schema(baseline_url)
+    app = client(goodjob_url)
     tasks = register(app)
+    chunks = [min(sizes.chunk, sizes.jobs - o) for o in range(0, sizes.jobs, sizes.chunk)]
     try:
-        tasks.noop.enqueue()  # opens the pool and checks the schema outside the timing
-        started = time.perf_counter()
-        for _ in range(sizes.jobs):
-            tasks.noop.enqueue()
-        single = time.perf_counter() - started
-        started = time.perf_counter()
-        for offset in range(0, sizes.jobs, sizes.chunk):
-            count = min(sizes.chunk, sizes.jobs - offset)
-            app.enqueue_all([tasks.noop.prepare() for _ in range(count)])
-        bulk = time.perf_counter() - started
+        with psycopg.connect(baseline_url, autocommit=True) as conn:
+
+            def baseline_single(count: int) -> None:
+                for _ in range(count):
+                    baseline.enqueue(conn, "noop")
+
+            def goodjob_single(count: int) -> None:
+                for _ in range(count):
+                    tasks.noop.enqueue()
+
+            def baseline_bulk(block: list[int]) -> None:
+                for count in block:
+                    baseline.enqueue_many(conn, "noop", ["{}"] * count)
+
+            def goodjob_bulk(block: list[int]) -> None:
+                for count in block:
+                    app.enqueue_all([tasks.noop.prepare() for _ in range(count)])
+
+            # Opens goodjob's pool, checks its schema and warms both connections untimed.
+            baseline_single(1)
+            goodjob_single(1)
+            singles = rounds.split_count(sizes.jobs, sizes.rounds)
+            single = rounds.alternate(baseline_single, goodjob_single, singles)
+            bulks = rounds.split(chunks, sizes.rounds)
+            bulk = rounds.alternate(baseline_bulk, goodjob_bulk, bulks)
     finally:
         app.close()
-    stored = scalar(url, "SELECT count(*) FROM goodjob_jobs")
-    if stored != 2 * sizes.jobs + 1:
-        raise BenchError(f"enqueue stored {stored} jobs, expected {2 * sizes.jobs + 1}")
-    return {
-        "single_jobs_per_s": _rate(sizes.jobs, single),
-        "bulk_jobs_per_s": _rate(sizes.jobs, bulk),
-    }
+    expected = 2 * sizes.jobs + 1
+    for url, table in ((baseline_url, "baseline_jobs"), (goodjob_url, "goodjob_jobs")):
+        stored = scalar(url, f"SELECT count(*) FROM {table}")
+        if stored != expected:
+            raise BenchError(f"enqueue stored {stored} rows in {table}, expected {expected}")
+    bulk_sizes = [sum(block) for block in bulks]
+    return tuple(
+        {
+            "single_jobs_per_s": _rate(sizes.jobs, sum(single[side])),
+            "single_rounds_jobs_per_s": _rates(singles, single[side]),
+            "bulk_jobs_per_s": _rate(sizes.jobs, sum(bulk[side])),
+            "bulk_rounds_jobs_per_s": _rates(bulk_sizes, bulk[side]),
+        }
+        for side in (0, 1)
+    )
 
 
-def baseline_enqueue(url: str, sizes: Sizes) -> dict[str, Any]:
-    baseline.create_schema(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        baseline.enqueue(conn, "noop")
-        started = time.perf_counter()
-        for _ in range(sizes.jobs):
-            baseline.enqueue(conn, "noop")
-        single = time.perf_counter() - started
-        started = time.perf_counter()
-        for offset in range(0, sizes.jobs, sizes.chunk):
-            count = min(sizes.chunk, sizes.jobs - offset)
-            baseline.enqueue_many(conn, "noop", ["{}"] * count)
-        bulk = time.perf_counter() - started
-    return {
-        "single_jobs_per_s": _rate(sizes.jobs, single),
-        "bulk_jobs_per_s": _rate(sizes.jobs, bulk),
-    }
+def _rates(counts: list[int], seconds: list[float]) -> list[float]:
+    """Jobs/s of each block that had jobs."""
+    return [
+        rounds.whole(_rate(count, time))
+        for count, time in zip(counts, seconds, strict=True)
+        if count
+    ]
 
 
 # -- drain ------------------------------------------------------------------------------------
 
 
-def seed_history(url: str, finished: int, future: int) -> float:
-    """Insert finished and future-scheduled jobs in one statement, then ANALYZE; returns seconds."""
-    started = time.perf_counter()
-    sql(
-        url,
-        """
-        INSERT INTO goodjob_jobs
-            (id, queue_name, task_name, arguments, scheduled_at, performed_at, finished_at,
-             executions_count, result, created_at, updated_at)
-        SELECT gen_random_uuid(), 'default', 'bench.history', '{"args": [], "kwargs": {}}',
-               CASE WHEN g <= %(finished)s THEN t - interval '1 hour' ELSE t + interval '1 day' END,
-               CASE WHEN g <= %(finished)s THEN t END,
-               CASE WHEN g <= %(finished)s THEN t + interval '1 ms' END,
-               CASE WHEN g <= %(finished)s THEN 1 ELSE 0 END,
-               CASE WHEN g <= %(finished)s THEN 'null'::jsonb END,
-               t - interval '1 hour', t - interval '1 hour'
-        FROM generate_series(1, %(finished)s + %(future)s) AS g,
-             LATERAL (SELECT now() - interval '2 days' + g * interval '100 ms' AS t) AS s
-        """,
-        {"finished": finished, "future": future},
-    )
-    # An established table, not one just bulk-loaded: vacuumed (so autovacuum does not start
-    # in the middle of the drain) and checkpointed (so the drain does not pay for the seed's
-    # dirty pages).
-    sql(url, "VACUUM (ANALYZE) goodjob_jobs")
-    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
-        sql(url, "CHECKPOINT")
-    return time.perf_counter() - started
+def goodjob_drain(url: str, sizes: Sizes, config: WorkerConfig, label: str) -> dict[str, Any]:
+    """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count.
 
-
-def goodjob_drain(
-    url: str, sizes: Sizes, config: WorkerConfig, mode: WorkerMode, label: str
-) -> dict[str, Any]:
-    """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count."""
+    Only the jobs enqueued here are counted, by id: the history rounds run one after another on
+    the same database, each on top of the previous rounds' finished jobs.
+    """
     app = client(url)
     tasks = register(app)
+    ids: list[uuid.UUID] = []
     try:
         for offset in range(0, sizes.jobs, sizes.chunk):
             count = min(sizes.chunk, sizes.jobs - offset)
-            app.enqueue_all([tasks.noop.prepare() for _ in range(count)])
+            ids += [job.id for job in app.enqueue_all([tasks.noop.prepare() for _ in range(count)])]
     finally:
         app.close()
     sql(url, "ANALYZE goodjob_jobs")
     connections = 0
-    with running(goodjob_workers(url, config, mode, label)) as workers:
+    with running(goodjob_workers(url, config, label)) as workers:
 
         def drained() -> bool:
             nonlocal connections
@@ -239,16 +234,16 @@ def goodjob_drain(
         SELECT count(*), count(DISTINCT e.job_id), count(*) FILTER (WHERE e.finished_at IS NULL),
                count(*) FILTER (WHERE e.error IS NOT NULL), count(DISTINCT e.process_id),
                extract(epoch FROM max(e.finished_at) - min(e.performed_at))::float8
-        FROM goodjob_executions e WHERE e.task_name = %s
+        FROM goodjob_executions e WHERE e.job_id = ANY(%s)
         """,
-        (NOOP,),
+        (ids,),
     )[0]
     executions, jobs, still_open, errors, processes, seconds = row
     succeeded = scalar(
         url,
-        "SELECT count(*) FROM goodjob_jobs WHERE task_name = %s AND finished_at IS NOT NULL"
+        "SELECT count(*) FROM goodjob_jobs WHERE id = ANY(%s) AND finished_at IS NOT NULL"
         " AND error IS NULL AND executions_count = 1",
-        (NOOP,),
+        (ids,),
     )
     exactly_once = executions == jobs == succeeded == sizes.jobs and still_open == 0 and errors == 0
     return {
@@ -310,13 +305,13 @@ def _paced(count: int, gap: float) -> Any:
             time.sleep(pause)
 
 
-def goodjob_latency(url: str, sizes: Sizes, mode: WorkerMode) -> dict[str, Any]:
+def goodjob_latency(url: str, sizes: Sizes) -> dict[str, Any]:
     """Enqueue-commit to task-start, idle worker with 10 threads, polling every 30 s."""
     app = client(url)
     tasks = register(app)
     config = WorkerConfig(threads=baseline.THREADS, poll_interval=30.0)
     try:
-        with running(goodjob_workers(url, config, mode, "latency")) as workers:
+        with running(goodjob_workers(url, config, "latency")) as workers:
             wait_registered(url, 1, list(workers))
             warm = [tasks.stamp.enqueue().id for _ in range(3)]  # proves NOTIFY wakes it
             wait_for(

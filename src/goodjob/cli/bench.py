@@ -13,6 +13,7 @@ from goodjob.config import Settings
 from goodjob.errors import Error
 
 QUICK = {
+    "rounds": 1,
     "latency_jobs": 50,
     "recovery_runs": 1,
     "history_finished": 10_000,
@@ -33,6 +34,13 @@ QUICK = {
     default=20_000,
     show_default=True,
     help="jobs per enqueue and drain scenario",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=None,
+    help="drains per side, reported as the median (the empty-table, baseline and history drains"
+    " take turns); enqueue blocks per side, alternating with the baseline's [default: 3]",
 )
 @click.option(
     "--latency-jobs",
@@ -61,7 +69,7 @@ QUICK = {
 @click.option(
     "--quick",
     is_flag=True,
-    help="small sizes for a smoke run: 50 latency jobs, 1 recovery, 10,000 history rows",
+    help="small sizes for a smoke run: 1 round, 50 latency jobs, 1 recovery, 11,000 history rows",
 )
 @click.option(
     "--scenario",
@@ -90,17 +98,10 @@ QUICK = {
     default=None,
     help="connections in each process's pool in the drain_best scenario [default: goodjob's]",
 )
-@click.option(
-    "--worker",
-    type=click.Choice(["auto", "start", "performer"]),
-    default="auto",
-    show_default=True,
-    help="goodjob workers: `goodjob start`, or a stand-in Performer thread loop"
-    " (auto: start when this goodjob has it)",
-)
 def bench(
     database_url: str | None,
     jobs: int,
+    rounds: int | None,
     latency_jobs: int | None,
     recovery_runs: int | None,
     history_finished: int | None,
@@ -110,17 +111,17 @@ def bench(
     best_threads: int,
     best_processes: int,
     best_pool_size: int | None,
-    worker: str,
 ) -> None:
     """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
     from goodjob.bench import runner
-    from goodjob.bench.environment import WorkerConfig, start_available
+    from goodjob.bench.environment import WorkerConfig
     from goodjob.bench.scenarios import Sizes
 
     sizes = Sizes(jobs=jobs, chunk=min(1_000, jobs))
     if quick:
         sizes = dataclasses.replace(sizes, **QUICK)
     explicit = {
+        "rounds": rounds,
         "latency_jobs": latency_jobs,
         "recovery_runs": recovery_runs,
         "history_finished": history_finished,
@@ -130,16 +131,11 @@ def bench(
     if not database_url:
         data_dir = Path(Settings.load().embedded_data_dir).resolve()
         database_url = embedded.ensure_running(data_dir).url()
-    if worker == "auto":
-        worker = "start" if start_available() else "performer"
-    if worker == "start" and not start_available():
-        raise click.UsageError("this goodjob has no `goodjob start`; use --worker performer")
     console = Console(width=None if Console().is_terminal else 200)
     err = Console(stderr=True)
     options = runner.Options(
         url=database_url,
         sizes=sizes,
-        mode="start" if worker == "start" else "performer",
         best=WorkerConfig(threads=best_threads, processes=best_processes, pool_size=best_pool_size),
         scenarios=scenarios or runner.ALL,
     )
