@@ -43,7 +43,7 @@ class Sizes:
     """How big each scenario is (``goodjob bench --jobs/--rounds/--quick`` change them)."""
 
     jobs: int = 20_000
-    rounds: int = 3  # drains per side (median); enqueue blocks per side (summed)
+    rounds: int = 5  # drains per side (median); enqueue blocks per side (summed)
     chunk: int = 1_000
     latency_jobs: int = 500
     latency_gap: float = 0.005  # seconds between two latency enqueues

@@ -40,7 +40,7 @@ QUICK = {
     type=click.IntRange(1),
     default=None,
     help="drains per side, reported as the median (the empty-table, baseline and history drains"
-    " take turns); enqueue blocks per side, alternating with the baseline's [default: 3]",
+    " take turns); enqueue blocks per side, alternating with the baseline's [default: 5]",
 )
 @click.option(
     "--latency-jobs",

@@ -40,8 +40,7 @@ CREATE TABLE goodjob_jobs (
     performed_at timestamptz,
     finished_at timestamptz,
     error text,
-    error_event text CHECK (error_event IN
-        ('interrupted', 'unhandled', 'handled', 'retried', 'retry_stopped', 'discarded')),
+    error_event text,
     executions_count integer NOT NULL DEFAULT 0,
     labels text[],
     locked_by_id uuid,
@@ -63,7 +62,7 @@ COMMENT ON COLUMN goodjob_jobs.scheduled_at IS 'not claimed before this database
 COMMENT ON COLUMN goodjob_jobs.performed_at IS 'when the current or last attempt was claimed';
 COMMENT ON COLUMN goodjob_jobs.finished_at IS 'set once the job succeeded or was discarded';
 COMMENT ON COLUMN goodjob_jobs.error IS 'error of the last failed attempt';
-COMMENT ON COLUMN goodjob_jobs.error_event IS 'how the last error was handled (GoodJob''s error events)';
+COMMENT ON COLUMN goodjob_jobs.error_event IS 'how the last error was handled (GoodJob''s error events): interrupted, unhandled, handled, retried, retry_stopped or discarded';
 COMMENT ON COLUMN goodjob_jobs.executions_count IS 'attempts claimed so far; fences completions';
 COMMENT ON COLUMN goodjob_jobs.locked_by_id IS 'the process that claimed it; the one claim signal';
 COMMENT ON COLUMN goodjob_jobs.cron_key IS 'cron entry that enqueued it; unique with cron_at';
