@@ -155,8 +155,7 @@ class GoodJob:
             return []
         self.check_schema()
         job_records.insert(self.database, new_jobs, connection)
-        now = dt.datetime.now(dt.UTC)
-        handles = [self._handle(job, now) for job in new_jobs]
+        handles = [self._handle(job) for job in new_jobs]
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -174,13 +173,14 @@ class GoodJob:
         if new_jobs:
             await asyncio.to_thread(self.check_schema)
             await job_records.ainsert(self.database, new_jobs, connection)
-        now = dt.datetime.now(dt.UTC)
-        return [self._handle(job, now) for job in new_jobs]
+        return [self._handle(job) for job in new_jobs]
 
-    def _handle(self, new: job_records.NewJob, now: dt.datetime) -> Job:
+    def _handle(self, new: job_records.NewJob) -> Job:
         """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
         # A guess by the local clock, for the handle only; gj.job(id) asks the database.
-        scheduled = (new.run_at is not None and new.run_at > now) or new.wait > 0
+        scheduled = new.wait > 0 or (
+            new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)
+        )
         return Job.enqueued(self, new, "scheduled" if scheduled else "queued")
 
     # -- jobs ---------------------------------------------------------------------------------

@@ -279,21 +279,38 @@ class Database:
         fragments: Mapping[str, str] | None = None,
         prepare: bool | None = None,
     ) -> list[Row]:
-        """Run statement ``name``; on ``conn`` (a caller's connection) or a pooled one.
+        """Run statement ``name`` and return its rows; on ``conn`` (a caller's connection) or a
+        pooled one.
 
         ``prepare=False`` plans the statement afresh each time: for statements over arrays of
         varying length, whose generic (prepared) plan is costed for a handful of rows.
         """
+        return self._execute(name, params, conn, fragments, prepare, fetch=True)
+
+    def run(self, name: str, params: Params = None, *, conn: Any = None) -> None:
+        """Run statement ``name`` for its effect, without reading the rows it returns (on the
+        enqueue path: building a row costs a few µs of each enqueue, issue 5)."""
+        self._execute(name, params, conn, None, None, fetch=False)
+
+    def _execute(
+        self,
+        name: str,
+        params: Params,
+        conn: Any,
+        fragments: Mapping[str, str] | None,
+        prepare: bool | None,
+        fetch: bool,
+    ) -> list[Row]:
         sql = self.sql(name, fragments)
         with translate_errors():
             if conn is not None:
-                return _run(conn.cursor(row_factory=dict_row), sql, params, prepare)
+                return _run(conn.cursor(row_factory=dict_row), sql, params, prepare, fetch)
             # Checked out and in by hand rather than with _pooled(): this is every enqueue's
             # path, and each generator context manager costs microseconds (issue 5).
             pooled = self._checkout()
             failed = False
             try:
-                return _run(pooled.statements(), sql, params, prepare)
+                return _run(pooled.statements(), sql, params, prepare, fetch)
             except BaseException:
                 failed = True
                 raise
@@ -318,12 +335,14 @@ class Database:
             conn.execute(sql.encode())  # bytes: no parameter parsing of literal % signs
 
 
-def _run(cur: psycopg.Cursor[Row], sql: str, params: Params, prepare: bool | None) -> list[Row]:
+def _run(
+    cur: psycopg.Cursor[Row], sql: str, params: Params, prepare: bool | None, fetch: bool
+) -> list[Row]:
     cur.execute(sql, params, prepare=prepare)
     # The result's status says whether rows came back; ``cur.description`` would build the
     # column list first.
     result = cur.pgresult
-    if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+    if not fetch or result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
         return []
     return cur.fetchall()
 

@@ -9,7 +9,6 @@ and says why) or waits for it (its ``SKIP LOCKED`` claim passes the row over).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import json as jsonlib
 import time
@@ -155,11 +154,11 @@ class Job:
 
         Fills the instance's ``__dict__`` directly: the frozen dataclass ``__init__`` pays one
         ``object.__setattr__`` per field, about 3 µs a handle, which was a third of
-        ``enqueue_all``'s client time for 1,000 jobs (issue 5).
+        ``enqueue_all``'s client time for 1,000 jobs (issue 5). Fields left out read their
+        default from the class, where the dataclass put it.
         """
         job = cls.__new__(cls)
         vars(job).update(
-            _HANDLE_DEFAULTS,
             id=new.id,
             task_name=new.task_name,
             queue_name=new.queue_name,
@@ -205,12 +204,6 @@ class Job:
             updated_at=row["updated_at"],
             app=app,
         )
-
-
-# Every field's default, for Job.enqueued (fields without one are always given there).
-_HANDLE_DEFAULTS = {
-    f.name: f.default for f in dataclasses.fields(Job) if f.default is not dataclasses.MISSING
-}
 
 
 @dataclass(slots=True)
@@ -313,10 +306,10 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
     """Insert jobs and wake each of their queues once; on ``conn`` (the caller's) if given."""
     if len(jobs) == 1:
-        db.execute("jobs_insert_one", insert_one_params(jobs[0]), conn=conn)
+        db.run("jobs_insert_one", insert_one_params(jobs[0]), conn=conn)
         return
     if len(jobs) < COPY_THRESHOLD:
-        db.execute("jobs_insert", insert_params(jobs), conn=conn)
+        db.run("jobs_insert", insert_params(jobs), conn=conn)
         return
     with translate_errors(), db.transaction() if conn is None else _CallerTransaction(conn) as tx:
         now = db.execute("jobs_now", conn=tx)[0]["now"]
@@ -324,7 +317,7 @@ def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
         with tx.cursor().copy(db.sql("jobs_copy")) as copy:
             for row in rows:
                 copy.write_row(row)
-        db.execute("jobs_notify", notify_params(rows), conn=tx)
+        db.run("jobs_notify", notify_params(rows), conn=tx)
 
 
 async def ainsert(db: Database, jobs: Sequence[NewJob], conn: Any) -> None:
