@@ -192,7 +192,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
         assert gj.migrate() == [
             "0001_initial",
             "0002_jobs_fewer_indexes",
-            "0003_jobs_cheaper_inserts",
+            "0003_cheaper_writes",
         ]
 
         @gj.task

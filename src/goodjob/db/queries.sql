@@ -273,6 +273,9 @@ deleted AS (
     WHERE j.id = f.id AND NOT f.preserve AND f.kind IN ('succeeded', 'discarded')
     RETURNING j.id
 ),
+deleted_executions AS (
+    DELETE FROM goodjob_executions e USING deleted d WHERE e.job_id = d.id
+),
 executions AS (
     UPDATE goodjob_executions e
     SET finished_at = now(), duration = make_interval(secs => u.duration), error = u.error,
@@ -385,12 +388,18 @@ woken AS (
 SELECT id, (SELECT count(*) FROM woken) AS notified FROM rescheduled;
 
 -- name: job_destroy
--- Deletes a finished job and (by cascade) its executions; refused (no row) for unfinished ones.
-DELETE FROM goodjob_jobs WHERE id = %(id)s AND finished_at IS NOT NULL RETURNING id;
+-- Deletes a finished job and its executions; refused (no row) for unfinished ones.
+WITH destroyed AS (
+    DELETE FROM goodjob_jobs WHERE id = %(id)s AND finished_at IS NOT NULL RETURNING id
+),
+executions AS (
+    DELETE FROM goodjob_executions e USING destroyed d WHERE e.job_id = d.id
+)
+SELECT id FROM destroyed;
 
 -- name: jobs_cleanup
--- Deletes up to %(chunk)s finished jobs older than %(older_than)s seconds (their executions go by
--- cascade); discarded ones only with %(include_discarded)s. Called in a loop, chunk by chunk.
+-- Deletes up to %(chunk)s finished jobs older than %(older_than)s seconds, and their executions;
+-- discarded ones only with %(include_discarded)s. Called in a loop, chunk by chunk.
 WITH doomed AS (
     SELECT id FROM goodjob_jobs
     WHERE finished_at IS NOT NULL
@@ -399,8 +408,14 @@ WITH doomed AS (
     ORDER BY finished_at
     LIMIT %(chunk)s
     FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+),
+executions AS (
+    DELETE FROM goodjob_executions e USING deleted d WHERE e.job_id = d.id
 )
-DELETE FROM goodjob_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id;
+SELECT id FROM deleted;
 
 -- name: jobs_now
 -- The transaction's database time, from which a COPY batch computes its scheduled_at values.
