@@ -1,7 +1,8 @@
 """The history scenario's table: finished and future jobs seeded once, drained on top of rounds.
 
 The seed is one ``INSERT … SELECT generate_series``: ``finished`` jobs that ran one at a time
-100 ms apart, then ``future`` jobs scheduled a day ahead, all created before the drain's jobs.
+100 ms apart (each with its execution row), then ``future`` jobs scheduled a day ahead, all
+created before the drain's jobs.
 Before every drain round, the first included, :func:`settle` vacuums and checkpoints, so each
 round starts from an established table: not one just bulk-loaded, nor one just drained.
 """
@@ -44,13 +45,29 @@ FROM generate_series(1, %(finished)s + %(future)s) AS g,
 """
 
 
+# Each finished job ran once: its execution row too, as goodjob records it. Claims write to
+# goodjob_executions as well, so a history without them would leave half the history out.
+SEED_EXECUTIONS = """
+INSERT INTO goodjob_executions
+    (job_id, attempt, task_name, queue_name, scheduled_at, performed_at, finished_at, duration,
+     created_at, updated_at)
+SELECT id, 1, task_name, queue_name, scheduled_at, performed_at, finished_at,
+       finished_at - performed_at, performed_at, finished_at
+FROM goodjob_jobs
+WHERE finished_at IS NOT NULL
+ORDER BY id
+"""
+
+
 def seed(url: str, finished: int, future: int) -> float:
-    """Insert ``finished`` finished and ``future`` future-scheduled jobs; returns seconds.
+    """Insert ``finished`` finished jobs with their executions and ``future`` future-scheduled
+    jobs; returns seconds.
 
     The caller settles the table before draining on it (:func:`settle`).
     """
     started = time.perf_counter()
     sql(url, SEED, {"finished": finished, "future": future})
+    sql(url, SEED_EXECUTIONS)
     return time.perf_counter() - started
 
 
