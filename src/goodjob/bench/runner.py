@@ -148,7 +148,12 @@ class Run:
         self._add(
             _line(
                 "enqueue_bulk",
-                figures(mine, "bulk", chunk=s.chunk),
+                figures(
+                    mine,
+                    "bulk",
+                    chunk=s.chunk,
+                    statement_only_jobs_per_s=int(rounds.whole(mine["bulk_statement_jobs_per_s"])),
+                ),
                 figures(base, "bulk", chunk=s.chunk),
                 _ratio(mine["bulk_jobs_per_s"], base["bulk_jobs_per_s"]),
                 ">= 100,000 jobs/s",
@@ -297,6 +302,8 @@ def _figure(scenario: str, figures: dict[str, Any] | None) -> str:
         text = f"{figures['empty_table_jobs_per_s']:,} jobs/s (empty table)"
         return text + _rounds_note(scenario, figures)
     text = f"{figures['jobs_per_s']:,} jobs/s"
+    if "statement_only_jobs_per_s" in figures:
+        text += f" (the statement alone: {figures['statement_only_jobs_per_s']:,})"
     if "config" in figures:
         text += f" ({figures['config']})"
     if "exactly_once" in figures:

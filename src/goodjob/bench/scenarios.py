@@ -34,6 +34,8 @@ from goodjob.bench.environment import (
     wait_for,
 )
 from goodjob.bench.workload import NOOP, STAMP, register
+from goodjob.ids import new_ids
+from goodjob.records import jobs as job_records
 
 WAIT_SLACK = 60.0  # seconds added to every drain's deadline
 
@@ -157,15 +159,18 @@ def enqueue(baseline_url: str, goodjob_url: str, sizes: Sizes) -> tuple[dict[str
             single = rounds.alternate(baseline_single, goodjob_single, singles)
             bulks = rounds.split(chunks, sizes.rounds)
             bulk = rounds.alternate(baseline_bulk, goodjob_bulk, bulks)
+            statement = _statement_only(app, tasks, chunks)
     finally:
         app.close()
-    expected = 2 * sizes.jobs + 1
-    for url, table in ((baseline_url, "baseline_jobs"), (goodjob_url, "goodjob_jobs")):
+    for url, table, expected in (
+        (baseline_url, "baseline_jobs", 2 * sizes.jobs + 1),
+        (goodjob_url, "goodjob_jobs", 3 * sizes.jobs + 1),
+    ):
         stored = scalar(url, f"SELECT count(*) FROM {table}")
         if stored != expected:
             raise BenchError(f"enqueue stored {stored} rows in {table}, expected {expected}")
     bulk_sizes = [sum(block) for block in bulks]
-    return tuple(
+    base, mine = (
         {
             "single_jobs_per_s": _rate(sizes.jobs, sum(single[side])),
             "single_rounds_jobs_per_s": _rates(singles, single[side]),
@@ -174,6 +179,26 @@ def enqueue(baseline_url: str, goodjob_url: str, sizes: Sizes) -> tuple[dict[str
         }
         for side in (0, 1)
     )
+    mine["bulk_statement_jobs_per_s"] = _rate(sizes.jobs, statement)
+    return base, mine
+
+
+def _statement_only(app: Any, tasks: Any, chunks: list[int]) -> float:
+    """Seconds to run enqueue_all's insert statements alone, their parameters built beforehand:
+    the share of the server and the driver in an ``enqueue_all``, without goodjob's Python."""
+    batches = []
+    for count in chunks:
+        jobs = [
+            r.to_new_job(i)
+            for r, i in zip(
+                [tasks.noop.prepare() for _ in range(count)], new_ids(count), strict=True
+            )
+        ]
+        batches.append(job_records.insert_params(jobs))
+    started = time.perf_counter()
+    for params in batches:
+        app.database.run("jobs_insert", params)
+    return time.perf_counter() - started
 
 
 def _rates(counts: list[int], seconds: list[float]) -> list[float]:
