@@ -7,7 +7,7 @@ from rich.table import Table
 
 from goodjob.cli.main import app_option, console, load_app
 from goodjob.config import env_name
-from goodjob.records.jobs import STATUSES
+from goodjob.records.jobs import LIST_LIMIT, STATUSES
 
 
 @click.command("cleanup-preserved-jobs")
@@ -43,7 +43,7 @@ def cleanup_preserved_jobs(
 @click.option("--queue", help="only jobs on this queue")
 @click.option("--task", help="only jobs of this task (its stored name)")
 @click.option("--label", help="only jobs with this label")
-@click.option("--limit", type=int, default=50, show_default=True, help="at most this many")
+@click.option("--limit", type=int, default=LIST_LIMIT, show_default=True, help="at most this many")
 def list_jobs(
     app_spec: str | None,
     status: str | None,
