@@ -200,7 +200,7 @@ class GoodJob:
         queue: str | None = None,
         task: str | Task[Any, Any] | None = None,
         label: str | None = None,
-        limit: int = 100,
+        limit: int = job_records.LIST_LIMIT,
     ) -> list[Job]:
         """Jobs matching every filter given, newest first (without their executions)."""
         task_name = task.name if isinstance(task, Task) else task

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import statistics
 import threading
 import time
 from typing import Any
+
+import psycopg
+import pytest
 
 from goodjob import GoodJob, current_job
 from goodjob.records import processes
@@ -180,6 +184,97 @@ def test_shutdown_timeout_interrupts_and_releases_the_job(make_app: Any, databas
         (job.id,),
     )
     assert execution == [("interrupted", True)]
+
+
+def test_a_job_unwinding_after_the_grace_is_released_exactly_once(
+    make_app: Any, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Race: an interrupted job whose thread unwinds only after the capsule stopped waiting for
+    it, while the completer is still writing, was released twice (by its own outcome and by the
+    capsule); the second release was fenced out and logged as a warning."""
+    caplog.set_level(logging.WARNING, logger="goodjob")
+    gj: GoodJob = make_app(poll_interval=30, max_threads=2)
+    entered, other_entered, other_may_finish = (
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+    )
+    attempts: list[int] = []
+    threads: list[threading.Thread] = []
+
+    @gj.task
+    def slow_to_stop() -> str:
+        job = current_job()
+        assert job is not None
+        attempts.append(job.attempt)
+        if job.attempt > 1:
+            return "rerun"
+        threads.append(threading.current_thread())
+        entered.set()
+        try:
+            while True:
+                time.sleep(0.01)  # ignores shutting_down on purpose
+        finally:
+            # Cleanup that outlasts INTERRUPT_GRACE: the capsule has given up on this job
+            # (it stops the completer right after) before the thread hands in its outcome.
+            wait_until(lambda: capsule.completer._stopping, timeout=10, message="the give-up")
+
+    @gj.task
+    def other() -> None:
+        other_entered.set()
+        assert other_may_finish.wait(10)
+
+    gj.start()
+    capsule = gj._capsule
+    job = slow_to_stop.enqueue()
+    assert entered.wait(5)
+    blocker = other.enqueue()
+    assert other_entered.wait(5)
+    with psycopg.connect(database_url) as locker:
+        # Hold the other job's row so the completer is still busy writing its outcome when the
+        # interrupted thread finally hands in its own.
+        locker.execute("SELECT 1 FROM goodjob_jobs WHERE id = %s FOR UPDATE", (blocker.id,))
+        other_may_finish.set()
+        wait_until(
+            lambda: (
+                sql(
+                    database_url,
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )[0][0]
+                > 0
+            ),
+            message="the completer to wait for the row",
+        )
+        stopper = threading.Thread(target=gj.shutdown, kwargs={"timeout": 0.2})
+        stopper.start()
+        wait_until(lambda: not threads[0].is_alive(), timeout=15, message="the job's thread")
+        locker.rollback()
+    stopper.join(15)
+    assert not stopper.is_alive()
+
+    problems = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("goodjob")
+    ]
+    assert problems == ["shutdown timeout reached: interrupting running jobs"]
+    assert sql(
+        database_url, "SELECT locked_by_id, finished_at FROM goodjob_jobs WHERE id = %s", (job.id,)
+    ) == [(None, None)]
+
+    gj.start()  # another capsule re-runs it, once
+    try:
+        wait_until(lambda: gj.job(job.id).status == "succeeded", timeout=10)
+    finally:
+        gj.shutdown()
+    assert attempts == [1, 2]
+    assert sql(
+        database_url,
+        "SELECT attempt, error_event, finished_at IS NOT NULL FROM goodjob_executions"
+        " WHERE job_id = %s ORDER BY attempt",
+        (job.id,),
+    ) == [(1, "interrupted", True), (2, None, True)]
 
 
 def test_many_threads_drain_every_job_exactly_once(make_app: Any, database_url: str) -> None:

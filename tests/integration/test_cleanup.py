@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 
@@ -113,3 +114,26 @@ def test_jobs_and_retry_commands(gj: GoodJob, database_url: str) -> None:
     )
     assert f"job {job.id} is retried" in retried.stdout
     assert gj.job(job.id).finished_at is None
+
+
+def test_the_jobs_command_lists_as_many_as_gj_jobs_by_default(
+    gj: GoodJob, database_url: str
+) -> None:
+    @gj.task(name="noop")
+    def noop(n: int) -> None: ...
+
+    gj.enqueue_all(noop.prepare(n) for n in range(job_records.LIST_LIMIT + 5))
+    listing = subprocess.run(
+        [sys.executable, "-m", "goodjob", "jobs"],
+        env={**os.environ, "GOODJOB_DATABASE_URL": database_url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    listed = re.findall(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", listing.stdout
+    )
+    assert job_records.LIST_LIMIT == 100
+    assert listed == [str(job.id) for job in gj.jobs()]
+    assert len(listed) == 100

@@ -214,6 +214,46 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
     assert sql(empty_database_url, "SELECT count(*) FROM gj_custom.goodjob_jobs") == [(1,)]
 
 
+def test_commands_take_the_database_flags_without_any_variable(
+    empty_database_url: str, tmp_path: Any
+) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GOODJOB_") and k != "DATABASE_URL"
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        flags = ("--database-url", empty_database_url, "--schema", "gj_flags")
+        return subprocess.run(
+            [sys.executable, "-m", "goodjob", *args, *flags],
+            env={**env, "COLUMNS": "200"},
+            cwd=tmp_path,  # were the URL ignored, an embedded server would not start in the repo
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    migrated = run("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 0003_cheaper_writes" in migrated.stdout
+    tables = sql(
+        empty_database_url,
+        "SELECT table_schema, count(*) FROM information_schema.tables"
+        " WHERE table_name LIKE 'goodjob%%' GROUP BY table_schema",
+    )
+    assert tables == [("gj_flags", 6)]
+    listed = run("processes")
+    assert listed.returncode == 0, listed.stderr
+    assert "(no processes)" in listed.stdout
+    for command in (("jobs",), ("cleanup-preserved-jobs",)):
+        result = run(*command)
+        assert result.returncode == 0, result.stderr
+    retried = run("retry", "01a22002-fc14-7036-87d6-619d7dd81904")
+    assert retried.returncode == 1  # reached the schema: the job does not exist there
+    assert "01a22002-fc14-7036-87d6-619d7dd81904" in retried.stderr
+    assert not (tmp_path / ".goodjob").exists()
+
+
 def test_enqueue_against_an_unmigrated_database_says_to_migrate(empty_database_url: str) -> None:
     gj = GoodJob(empty_database_url)
     try:

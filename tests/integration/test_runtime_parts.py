@@ -6,10 +6,11 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from goodjob import GoodJob
-from goodjob.cli.main import main
+from goodjob.cli.main import DATABASE_SETTINGS, main
 from goodjob.config import Settings, env_name
 from goodjob.contrib.asgi import GoodJobLifespan, lifespan
 from goodjob.records import processes
@@ -126,3 +127,15 @@ def test_start_has_a_flag_naming_the_variable_for_every_setting() -> None:
         assert env_name(f.name) in help_text, f.name
     assert "--processes" in help_text
     assert "--app" in help_text
+
+
+@pytest.mark.parametrize(
+    "command", ["migrate", "processes", "jobs", "retry", "cleanup-preserved-jobs"]
+)
+def test_database_commands_have_the_database_flags(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    for name in DATABASE_SETTINGS:
+        assert f"--{name.replace('_', '-')}" in help_text, name
+        assert env_name(name) in help_text, name

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 
-from goodjob.cli.main import app_option, console, load_app
+from goodjob.cli.main import DATABASE_SETTINGS, app_option, console, load_app, settings_options
 from goodjob.config import env_name
-from goodjob.records.jobs import STATUSES
+from goodjob.records.jobs import LIST_LIMIT, STATUSES
 
 
 @click.command("cleanup-preserved-jobs")
@@ -25,11 +27,12 @@ from goodjob.records.jobs import STATUSES
     help="keep discarded jobs, delete succeeded ones only"
     f" [env: {env_name('cleanup_discarded_jobs')}=false]",
 )
+@settings_options(*DATABASE_SETTINGS)
 def cleanup_preserved_jobs(
-    app_spec: str | None, before_seconds_ago: float | None, keep_discarded: bool
+    app_spec: str | None, before_seconds_ago: float | None, keep_discarded: bool, **settings: Any
 ) -> None:
     """Delete old finished jobs and their executions, in chunks."""
-    gj = load_app(app_spec)
+    gj = load_app(app_spec, settings)
     gj.check_schema()
     deleted = gj.cleanup_preserved_jobs(
         before_seconds_ago, include_discarded=False if keep_discarded else None
@@ -43,7 +46,8 @@ def cleanup_preserved_jobs(
 @click.option("--queue", help="only jobs on this queue")
 @click.option("--task", help="only jobs of this task (its stored name)")
 @click.option("--label", help="only jobs with this label")
-@click.option("--limit", type=int, default=50, show_default=True, help="at most this many")
+@click.option("--limit", type=int, default=LIST_LIMIT, show_default=True, help="at most this many")
+@settings_options(*DATABASE_SETTINGS)
 def list_jobs(
     app_spec: str | None,
     status: str | None,
@@ -51,9 +55,10 @@ def list_jobs(
     task: str | None,
     label: str | None,
     limit: int,
+    **settings: Any,
 ) -> None:
     """List jobs, newest first."""
-    gj = load_app(app_spec)
+    gj = load_app(app_spec, settings)
     gj.check_schema()
     table = Table("id", "task", "queue", "status", "attempts", "scheduled", "error")
     for job in gj.jobs(status=status, queue=queue, task=task, label=label, limit=limit):
@@ -72,9 +77,10 @@ def list_jobs(
 @click.command("retry")
 @app_option
 @click.argument("job_id")
-def retry_job(app_spec: str | None, job_id: str) -> None:
+@settings_options(*DATABASE_SETTINGS)
+def retry_job(app_spec: str | None, job_id: str, **settings: Any) -> None:
     """Run a discarded job again (e.g. once its missing task is deployed)."""
-    gj = load_app(app_spec)
+    gj = load_app(app_spec, settings)
     gj.check_schema()
     job = gj.retry_job(job_id)
     console.print(f"job {job.id} is {job.status}")

@@ -1,11 +1,15 @@
-"""``goodjob``: the command group and the commands about the database and processes."""
+"""``goodjob``: the command group, the options commands share (``--app``, one flag per setting),
+and the commands about the database and processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from rich.console import Console
 from goodjob import embedded
 from goodjob.app import GoodJob
 from goodjob.config import Settings, env_name
+from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.errors import Error
 from goodjob.records import processes
@@ -22,9 +27,24 @@ from goodjob.records import processes
 console = Console()
 err_console = Console(stderr=True)
 
+# The settings every command that reaches the database takes as flags (start takes them all).
+DATABASE_SETTINGS = ("database_url", "schema", "embedded_data_dir")
 
-def load_app(spec: str | None) -> GoodJob:
-    """The app named by ``module:attribute``, or a default app built from the environment."""
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def load_app(spec: str | None, settings: Mapping[str, Any] | None = None) -> GoodJob:
+    """The app named by ``module:attribute``, or a default app built from the environment,
+    given the settings flags' values (those set; before it opens any connection)."""
+    gj = _import_app(spec)
+    given = {k: v for k, v in (settings or {}).items() if v is not None}
+    if given:
+        gj.settings = gj.settings.replace(**given)
+        gj.database = Database(gj.settings)
+    return gj
+
+
+def _import_app(spec: str | None) -> GoodJob:
     if not spec:
         return GoodJob()
     module_name, _, attribute = spec.partition(":")
@@ -56,6 +76,44 @@ def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         metavar="MODULE:ATTR",
         help="the GoodJob app to load [env: GOODJOB_APP]",
     )(fn)
+
+
+def _flag_type(kind: Any) -> tuple[Any, bool]:
+    """(click type, is_bool) for a Settings field annotation."""
+    if isinstance(kind, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(kind)]), False
+    if kind is bool:
+        return bool, True
+    return {int: int, float: float}.get(kind, str), False
+
+
+def settings_options(*names: str) -> Decorator:
+    """One option per Settings field named (every field if none is): ``--max-threads`` for
+    ``max_threads``, default unset; the command passes their values to :func:`load_app`.
+
+    The environment is read by Settings itself (so precedence stays in one place); the help text
+    names the variable.
+    """
+    hints = typing.get_type_hints(Settings)
+    fields = [f for f in dataclasses.fields(Settings) if not names or f.name in names]
+    unknown = set(names) - {f.name for f in fields}
+    if unknown:
+        raise ValueError(f"not settings: {', '.join(sorted(unknown))}")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for f in reversed(fields):
+            flag = f.name.replace("_", "-")
+            kind, is_bool = _flag_type(hints[f.name])
+            help_text = f"{f.metadata.get('help', '')} [env: {env_name(f.name)}]"
+            decl = f"--{flag}/--no-{flag}" if is_bool else f"--{flag}"
+            fn = click.option(
+                decl, f.name, type=None if is_bool else kind, default=None, help=help_text
+            )(fn)
+        return fn
+
+    return decorate
 
 
 class GoodJobGroup(click.Group):
@@ -91,9 +149,10 @@ def main(log_level: str) -> None:
 @click.option(
     "--all", "all_versions", is_flag=True, help="with --sql: every migration, not only pending"
 )
-def migrate(app_spec: str | None, print_sql: bool, all_versions: bool) -> None:
+@settings_options(*DATABASE_SETTINGS)
+def migrate(app_spec: str | None, print_sql: bool, all_versions: bool, **settings: Any) -> None:
     """Create or update goodjob's tables."""
-    gj = load_app(app_spec)
+    gj = load_app(app_spec, settings)
     if print_sql:
         click.echo(migrations.migration_sql(gj.database, all_versions=all_versions), nl=False)
         return
@@ -107,9 +166,10 @@ def migrate(app_spec: str | None, print_sql: bool, all_versions: bool) -> None:
 
 @main.command("processes")
 @app_option
-def list_processes(app_spec: str | None) -> None:
+@settings_options(*DATABASE_SETTINGS)
+def list_processes(app_spec: str | None, **settings: Any) -> None:
     """List worker processes and whether each is alive."""
-    gj = load_app(app_spec)
+    gj = load_app(app_spec, settings)
     gj.check_schema()
     # Plain aligned text, not a rich table: a table squeezed into 80 columns cuts the ids, and
     # the ids are what people copy from this listing (and grep for).
@@ -191,4 +251,4 @@ def _register_commands() -> None:
 
 _register_commands()
 
-__all__ = ["app_option", "env_name", "load_app", "main"]
+__all__ = ["DATABASE_SETTINGS", "app_option", "env_name", "load_app", "main", "settings_options"]

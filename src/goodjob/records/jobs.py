@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # job.wait() polls: quickly at first (short jobs), then every half second at most.
 WAIT_FIRST_POLL = 0.02  # seconds
 WAIT_MAX_POLL = 0.5  # seconds
+LIST_LIMIT = 100  # jobs listed when no limit is given (gj.jobs() and `goodjob jobs` alike)
 CLEANUP_CHUNK = 1_000  # rows deleted per statement, so no single transaction grows large
 # Batches this large are streamed with COPY, so no single statement's parameters grow without
 # bound; smaller ones go in the single jobs_insert statement, one round trip instead of four, and
@@ -371,7 +372,7 @@ def find(
     queue: str | None = None,
     task: str | None = None,
     label: str | None = None,
-    limit: int = 100,
+    limit: int = LIST_LIMIT,
     app: GoodJob | None = None,
 ) -> list[Job]:
     """Jobs matching every given filter, newest first (executions not loaded)."""

@@ -193,7 +193,9 @@ class Capsule:
             grace = time.monotonic() + INTERRUPT_GRACE
             for scheduler in self.schedulers:
                 scheduler.join(grace)
-            stuck = [job for s in self.schedulers for job in s.running_jobs()]
+            # Threads that unwound in time have handed in their own "interrupted" outcomes;
+            # the claims of the rest are the capsule's from here (their outcomes are dropped).
+            stuck = [job for s in self.schedulers for job in s.take_running()]
         self.completer.stop()
         self._release(stuck)
         try:

@@ -103,9 +103,15 @@ class Scheduler:
             self._pending.clear()
         return jobs
 
-    def running_jobs(self) -> list[ClaimedJob]:
+    def take_running(self) -> list[ClaimedJob]:
+        """Take over the claims of jobs still running (shutdown, once the grace is over).
+
+        From here the caller releases them; a thread that finishes one later drops its outcome.
+        """
         with self._lock:
-            return list(self._running.values())
+            jobs = list(self._running.values())
+            self._running.clear()
+        return jobs
 
     def interrupt(self) -> None:
         """Raise JobInterrupted inside every thread still running a job (shutdown timeout)."""
@@ -216,17 +222,23 @@ class Scheduler:
                 if self._draining and len(self._pending) < self.spec.threads:
                     self._claim_wanted.notify()
             outcome: Outcome | None = None
+            owned = False
             try:
                 outcome = self.performer.perform(job)
             except _ShutdownInterrupt:
-                outcome = None  # shutdown timeout: the capsule releases this job's claim
+                pass  # landed outside the task, so no outcome: the job is left to the capsule
             finally:
                 with self._lock:
-                    self._running.pop(ident, None)
+                    # Whoever takes the job out of _running owns its claim: this thread, with an
+                    # outcome, or the capsule (take_running) once it stops waiting at shutdown.
+                    # Deciding it under one lock releases an interrupted claim exactly once; a
+                    # thread that unwound just after the capsule gave up used to release it too.
+                    if outcome is not None:
+                        owned = self._running.pop(ident, None) is not None
                     if self._draining or self._wakeups:
                         self._claim_wanted.notify()
                 self.last_active = time.monotonic()
-            if outcome is not None:
+            if owned and outcome is not None:
                 self.completer.submit(self, outcome)
 
 
