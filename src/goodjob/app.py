@@ -14,7 +14,6 @@ from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError, JobNotFound
-from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
 from goodjob.records import jobs as job_records
 from goodjob.records.jobs import Job
@@ -150,12 +149,13 @@ class GoodJob:
             )
         if is_async_connection(connection):
             raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
-        new_jobs = _new_jobs(requests)
-        if not new_jobs:
+        requests = list(requests)
+        if not requests:
             return []
+        jobs = job_records.NewJobs.of(requests)
         self.check_schema()
-        job_records.insert(self.database, new_jobs, connection)
-        handles = [self._handle(job) for job in new_jobs]
+        job_records.insert(self.database, jobs, connection)
+        handles = self._handles(jobs)
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -169,19 +169,22 @@ class GoodJob:
         """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection."""
         if connection is None or not is_async_connection(connection):
             return await asyncio.to_thread(self.enqueue_all, list(requests), connection=connection)
-        new_jobs = _new_jobs(requests)
-        if new_jobs:
-            await asyncio.to_thread(self.check_schema)
-            await job_records.ainsert(self.database, new_jobs, connection)
-        return [self._handle(job) for job in new_jobs]
+        requests = list(requests)
+        if not requests:
+            return []
+        jobs = job_records.NewJobs.of(requests)
+        await asyncio.to_thread(self.check_schema)
+        await job_records.ainsert(self.database, jobs, connection)
+        return self._handles(jobs)
 
-    def _handle(self, new: job_records.NewJob) -> Job:
-        """A handle for a job just inserted (fetch it fresh with ``gj.job(id)``)."""
-        # A guess by the local clock, for the handle only; gj.job(id) asks the database.
-        scheduled = new.wait > 0 or (
-            new.run_at is not None and new.run_at > dt.datetime.now(dt.UTC)
-        )
-        return Job.enqueued(self, new, "scheduled" if scheduled else "queued")
+    def _handles(self, jobs: job_records.NewJobs) -> list[Job]:
+        """Handles for jobs just inserted (fetch one fresh with ``gj.job(id)``)."""
+        return [
+            Job.enqueued(self, request, job_id, arguments)
+            for request, job_id, arguments in zip(
+                jobs.requests, jobs.ids, jobs.arguments, strict=True
+            )
+        ]
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -297,13 +300,3 @@ class GoodJob:
         if self._job_locks is not None:
             self._job_locks.close()
         self.database.close()
-
-
-def _new_jobs(requests: Iterable[JobRequest]) -> list[job_records.NewJob]:
-    """The jobs to insert for ``requests``, their ids minted together (one lock, one read of
-    random bytes for the whole batch)."""
-    requests = list(requests)
-    return [
-        request.to_new_job(job_id)
-        for request, job_id in zip(requests, new_ids(len(requests)), strict=True)
-    ]

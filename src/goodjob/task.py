@@ -11,19 +11,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from goodjob.errors import ConfigurationError
-from goodjob.ids import new_id
-from goodjob.records.jobs import Job, NewJob
 from goodjob.retry import Retry
-from goodjob.serialization import encode_arguments
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
+    from goodjob.records.jobs import Job
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,20 +81,6 @@ class JobRequest:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     options: TaskOptions
-
-    def to_new_job(self, job_id: uuid.UUID | None = None) -> NewJob:
-        """The job to insert; ``job_id`` is one of :func:`goodjob.ids.new_ids` (or a new one)."""
-        return NewJob(
-            id=new_id() if job_id is None else job_id,
-            task_name=self.task.name,
-            queue_name=self.options.queue,
-            priority=self.options.priority,
-            arguments=encode_arguments(self.args, self.kwargs),
-            run_at=self.options.run_at,
-            wait=float(self.options.wait),
-            labels=self.options.labels,
-            concurrency_key=self.options.concurrency_key,
-        )
 
 
 class Task(Generic[P, R]):

@@ -34,7 +34,6 @@ from goodjob.bench.environment import (
     wait_for,
 )
 from goodjob.bench.workload import NOOP, STAMP, register
-from goodjob.ids import new_ids
 from goodjob.records import jobs as job_records
 
 WAIT_SLACK = 60.0  # seconds added to every drain's deadline
@@ -186,15 +185,12 @@ def enqueue(baseline_url: str, goodjob_url: str, sizes: Sizes) -> tuple[dict[str
 def _statement_only(app: Any, tasks: Any, chunks: list[int]) -> float:
     """Seconds to run enqueue_all's insert statements alone, their parameters built beforehand:
     the share of the server and the driver in an ``enqueue_all``, without goodjob's Python."""
-    batches = []
-    for count in chunks:
-        jobs = [
-            r.to_new_job(i)
-            for r, i in zip(
-                [tasks.noop.prepare() for _ in range(count)], new_ids(count), strict=True
-            )
-        ]
-        batches.append(job_records.insert_params(jobs))
+    batches = [
+        job_records.insert_params(
+            job_records.NewJobs.of([tasks.noop.prepare() for _ in range(count)])
+        )
+        for count in chunks
+    ]
     started = time.perf_counter()
     for params in batches:
         app.database.run("jobs_insert", params)

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 from goodjob.db import CHANNEL, Database, json
 from goodjob.db.database import translate_errors
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
-from goodjob.serialization import decode, decode_arguments
+from goodjob.ids import new_ids
+from goodjob.serialization import decode, decode_arguments, encode_arguments
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
+    from goodjob.task import JobRequest
 
 # job.wait() polls: quickly at first (short jobs), then every half second at most.
 WAIT_FIRST_POLL = 0.02  # seconds
@@ -150,7 +152,9 @@ class Job:
         return self.app
 
     @classmethod
-    def enqueued(cls, app: GoodJob, new: NewJob, status: str) -> Job:
+    def enqueued(
+        cls, app: GoodJob, request: JobRequest, job_id: uuid.UUID, arguments: dict[str, Any]
+    ) -> Job:
         """The handle of a job just inserted: what the client knows without asking the database.
 
         Fills the instance's ``__dict__`` directly: the frozen dataclass ``__init__`` pays one
@@ -158,19 +162,23 @@ class Job:
         ``enqueue_all``'s client time for 1,000 jobs (issue 5). Fields left out read their
         default from the class, where the dataclass put it.
         """
+        options = request.options
+        # A guess by the local clock, for the handle only; gj.job(id) asks the database.
+        scheduled = options.wait > 0 or (
+            options.run_at is not None and options.run_at > dt.datetime.now(dt.UTC)
+        )
         job = cls.__new__(cls)
         vars(job).update(
-            id=new.id,
-            task_name=new.task_name,
-            queue_name=new.queue_name,
-            priority=new.priority,
-            status=status,
-            arguments=new.arguments,
-            scheduled_at=new.run_at,
+            id=job_id,
+            task_name=request.task.name,
+            queue_name=options.queue,
+            priority=options.priority,
+            status="scheduled" if scheduled else "queued",
+            arguments=arguments,
+            scheduled_at=options.run_at,
             created_at=None,
-            labels=new.labels,
-            concurrency_key=new.concurrency_key,
-            batch_id=new.batch_id,
+            labels=options.labels,
+            concurrency_key=options.concurrency_key,
             app=app,
         )
         return job
@@ -207,21 +215,54 @@ class Job:
         )
 
 
-@dataclass(slots=True)
-class NewJob:
-    """A job about to be inserted (internal: built and read once per enqueue, so not frozen,
-    whose ``__init__`` costs three times as much)."""
+@dataclass(frozen=True)
+class NewJobs:
+    """Jobs about to be inserted, column by column: the requests, their ids and their encoded
+    arguments. No object per job: a batch of thousands is built, inserted and handed back as
+    handles straight from these lists (issue 5: enqueue_all is mostly client time)."""
 
-    id: uuid.UUID
-    task_name: str
-    queue_name: str
-    priority: int
-    arguments: dict[str, Any]
-    run_at: dt.datetime | None
-    wait: float
-    labels: tuple[str, ...]
-    concurrency_key: str | None = None
-    batch_id: uuid.UUID | None = None
+    requests: Sequence[JobRequest]
+    ids: list[uuid.UUID]
+    arguments: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, requests: Sequence[JobRequest]) -> NewJobs:
+        """Mint the ids (together: one lock, one read of random bytes) and encode the arguments
+        (refusing what JSON cannot carry, before anything is inserted)."""
+        return cls(
+            requests,
+            new_ids(len(requests)),
+            [encode_arguments(r.args, r.kwargs) for r in requests],
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _row(request: JobRequest) -> dict[str, Any]:
+    """The columns of one job that come from its request (all but its id and arguments)."""
+    options = request.options
+    return {
+        "queue_name": options.queue,
+        "priority": options.priority,
+        "task_name": request.task.name,
+        "run_at": options.run_at,
+        "wait": float(options.wait),
+        "concurrency_key": options.concurrency_key,
+        "batch_id": None,
+    }
+
+
+# jobs_insert's per-row arrays, by the name of the shared value each falls back to.
+_ARRAYS = {
+    "queue_name": "queue_names",
+    "priority": "priorities",
+    "task_name": "task_names",
+    "run_at": "run_ats",
+    "wait": "waits",
+    "concurrency_key": "concurrency_keys",
+    "batch_id": "batch_ids",
+}
 
 
 def _column(values: list[Any]) -> tuple[list[Any], Any]:
@@ -236,62 +277,61 @@ def _column(values: list[Any]) -> tuple[list[Any], Any]:
     return values, None
 
 
-def insert_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
+def insert_params(jobs: NewJobs) -> dict[str, Any]:
     """Parameters of ``jobs_insert`` for a batch of new jobs."""
+    requests = jobs.requests
+    labels = [r.options.labels for r in requests]
     params: dict[str, Any] = {
-        "ids": [j.id for j in jobs],
+        "ids": jobs.ids,
         # One JSON document each (see jobs_insert); no labels at all is an empty document.
-        "arguments": jsonlib.dumps([j.arguments for j in jobs]),
-        "labels": jsonlib.dumps([j.labels for j in jobs] if any(j.labels for j in jobs) else []),
+        "arguments": jsonlib.dumps(jobs.arguments),
+        "labels": jsonlib.dumps(labels if any(labels) else []),
         "channel": CHANNEL,
     }
-    for array, shared, values in (
-        ("queue_names", "queue_name", [j.queue_name for j in jobs]),
-        ("priorities", "priority", [j.priority for j in jobs]),
-        ("task_names", "task_name", [j.task_name for j in jobs]),
-        ("run_ats", "run_at", [j.run_at for j in jobs]),
-        ("waits", "wait", [j.wait for j in jobs]),
-        ("concurrency_keys", "concurrency_key", [j.concurrency_key for j in jobs]),
-        ("batch_ids", "batch_id", [j.batch_id for j in jobs]),
-    ):
-        params[array], params[shared] = _column(values)
+    first = requests[0]
+    if all(r.task is first.task and r.options is first.options for r in requests):
+        # The usual batch: one task's calls with the same options share every other column.
+        for name, value in _row(first).items():
+            params[_ARRAYS[name]], params[name] = [], value
+        return params
+    rows = [_row(r) for r in requests]
+    for name, array in _ARRAYS.items():
+        params[array], params[name] = _column([row[name] for row in rows])
     return params
 
 
-def insert_one_params(job: NewJob) -> dict[str, Any]:
-    """Parameters of ``jobs_insert_one`` for one new job."""
+def insert_one_params(jobs: NewJobs) -> dict[str, Any]:
+    """Parameters of ``jobs_insert_one`` for a batch of one."""
+    request = jobs.requests[0]
     return {
-        "id": job.id,
-        "queue_name": job.queue_name,
-        "priority": job.priority,
-        "task_name": job.task_name,
-        "arguments": json(job.arguments),
-        "run_at": job.run_at,
-        "wait": job.wait,
-        "labels": list(job.labels) or None,
-        "concurrency_key": job.concurrency_key,
-        "batch_id": job.batch_id,
+        **_row(request),
+        "id": jobs.ids[0],
+        "arguments": json(jobs.arguments[0]),
+        "labels": list(request.options.labels) or None,
         "channel": CHANNEL,
     }
 
 
-def copy_rows(jobs: Sequence[NewJob], now: dt.datetime) -> list[tuple[Any, ...]]:
+def copy_rows(jobs: NewJobs, now: dt.datetime) -> list[tuple[Any, ...]]:
     """The rows of ``jobs_copy``; ``now`` is the transaction's database time, so scheduled_at
     is computed with the database clock exactly as ``jobs_insert`` would."""
-    return [
-        (
-            j.id,
-            j.queue_name,
-            j.priority,
-            j.task_name,
-            jsonlib.dumps(j.arguments),
-            j.run_at or now + dt.timedelta(seconds=j.wait),
-            list(j.labels) or None,
-            j.concurrency_key,
-            j.batch_id,
+    rows = []
+    for request, job_id, arguments in zip(jobs.requests, jobs.ids, jobs.arguments, strict=True):
+        row = _row(request)
+        rows.append(
+            (
+                job_id,
+                row["queue_name"],
+                row["priority"],
+                row["task_name"],
+                jsonlib.dumps(arguments),
+                row["run_at"] or now + dt.timedelta(seconds=row["wait"]),
+                list(request.options.labels) or None,
+                row["concurrency_key"],
+                row["batch_id"],
+            )
         )
-        for j in jobs
-    ]
+    return rows
 
 
 def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
@@ -304,10 +344,10 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     return {"channel": CHANNEL, "queues": list(earliest), "scheduled_ats": list(earliest.values())}
 
 
-def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
+def insert(db: Database, jobs: NewJobs, conn: Any = None) -> None:
     """Insert jobs and wake each of their queues once; on ``conn`` (the caller's) if given."""
     if len(jobs) == 1:
-        db.run("jobs_insert_one", insert_one_params(jobs[0]), conn=conn)
+        db.run("jobs_insert_one", insert_one_params(jobs), conn=conn)
         return
     if len(jobs) < COPY_THRESHOLD:
         db.run("jobs_insert", insert_params(jobs), conn=conn)
@@ -321,10 +361,10 @@ def insert(db: Database, jobs: Sequence[NewJob], conn: Any = None) -> None:
         db.run("jobs_notify", notify_params(rows), conn=tx)
 
 
-async def ainsert(db: Database, jobs: Sequence[NewJob], conn: Any) -> None:
+async def ainsert(db: Database, jobs: NewJobs, conn: Any) -> None:
     """:func:`insert` on the caller's async connection."""
     if len(jobs) == 1:
-        await db.aexecute("jobs_insert_one", insert_one_params(jobs[0]), conn)
+        await db.aexecute("jobs_insert_one", insert_one_params(jobs), conn)
         return
     if len(jobs) < COPY_THRESHOLD:
         await db.aexecute("jobs_insert", insert_params(jobs), conn)
