@@ -169,10 +169,10 @@ class Run:
         baseline round gets a fresh database. goodjob's empty-table rounds share one database
         and its history rounds share another (seeding a million rows takes longer than a
         drain), and both are settled before every round in the same way: the two series differ
-        only by the seeded rows. (A table drained before is slower to drain again than a new
-        one, 10-15 % by round three: vacuumed free space spreads the next jobs over old pages,
-        whose first change after the checkpoint writes a full page to the WAL. Comparing a
-        reused history table with new empty tables would count that as the history's cost.)
+        only by the seeded rows. (A table drained before can be slower to drain again than a
+        new one: vacuumed free space spreads the next jobs over old pages, whose first change
+        after the checkpoint writes a full page to the WAL. Comparing a reused history table
+        with new empty tables would count that as the history's cost.)
         """
         o, s = self.options, self.options.sizes
         base_rounds: list[dict[str, Any]] = []
