@@ -9,7 +9,7 @@ import time
 import uuid
 
 # Random bytes are read from the OS this many at a time (512 ids' worth): one os.urandom
-# syscall per id cost more than the rest of new_id together (issue 5: enqueue throughput).
+# syscall per id cost more than the rest of minting it (issue 5: enqueue throughput).
 RANDOM_CHUNK = 4096  # bytes
 _RANDOM_MASK = (1 << 62) - 1
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
@@ -20,26 +20,9 @@ _random = b""
 _offset = 0
 
 
-def new_id() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48 bits of milliseconds, then a counter-and-random tail."""
-    global _last, _random, _offset
-    with _lock:
-        # Monotonic within this process even when several ids fall in one millisecond.
-        now = time.time_ns() // 1_000_000 << 12
-        if now <= _last:
-            now = _last + 1
-        _last = now
-        if _offset >= len(_random):
-            _random, _offset = os.urandom(RANDOM_CHUNK), 0
-        start = _offset
-        _offset = start + 8
-        rand = int.from_bytes(_random[start : start + 8]) & _RANDOM_MASK
-    value = ((now >> 12) << 80) | ((now & 0xFFF) << 64) | _VERSION_AND_VARIANT | rand
-    return uuid.UUID(int=value)
-
-
 def new_ids(count: int) -> list[uuid.UUID]:
-    """``count`` ids, as ``count`` calls of :func:`new_id` would give, under one lock."""
+    """``count`` UUIDv7 ids (RFC 9562: 48 bits of milliseconds, then a counter-and-random tail),
+    minted under one lock; monotonic within this process even when many fall in one millisecond."""
     global _last, _random, _offset
     if count <= 0:
         return []
