@@ -37,15 +37,18 @@ def new_ids(count: int) -> list[uuid.UUID]:
         start = _offset
         _offset = start + size
         tails = struct.unpack_from(f">{count}Q", _random, start)
-    return [
-        uuid.UUID(
-            int=((now >> 12) << 80)
-            | ((now & 0xFFF) << 64)
-            | _VERSION_AND_VARIANT
-            | (tail & _RANDOM_MASK)
-        )
-        for now, tail in zip(range(first, first + count), tails, strict=True)
-    ]
+    # uuid.UUID(int=...) checks its arguments, which cost more than the rest of minting an id
+    # (issue 5: 1.0 -> 0.5 µs an id); these ints are valid UUIDv7s by construction. Names are
+    # bound locally: global lookups in this loop cost another 0.2 µs an id.
+    new, set_, cls, safe = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
+    version, mask = _VERSION_AND_VARIANT, _RANDOM_MASK
+    made = []
+    for now, tail in zip(range(first, first + count), tails, strict=True):
+        job_id = new(cls)
+        set_(job_id, "int", ((now >> 12) << 80) | ((now & 0xFFF) << 64) | version | (tail & mask))
+        set_(job_id, "is_safe", safe)
+        made.append(job_id)
+    return made
 
 
 def _after_fork_in_child() -> None:
