@@ -103,7 +103,7 @@ def workload(jobs: int, label: str, rng: random.Random) -> list[JobRequest]:
         request = make(n)
         labels = (*request.options.labels, label)
         options = dataclasses.replace(request.options, labels=labels)
-        requests.append(dataclasses.replace(request, options=options))
+        requests.append(request._replace(options=options))
     return requests
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from goodjob.errors import ConfigurationError
 from goodjob.retry import Retry
@@ -73,9 +73,12 @@ class TaskOptions:
             object.__setattr__(self, "labels", tuple(self.labels))
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """One call of a task, prepared for :meth:`GoodJob.enqueue_all`."""
+class JobRequest(NamedTuple):
+    """One call of a task, prepared for :meth:`GoodJob.enqueue_all`.
+
+    A named tuple rather than a frozen dataclass: one is made per job of a batch, and a tuple is
+    made in half the time (0.28 vs 0.55 µs; issue 5).
+    """
 
     task: Task[Any, Any]
     args: tuple[Any, ...]
