@@ -154,8 +154,7 @@ class GoodJob:
             return []
         jobs = job_records.NewJobs.of(requests)
         self.check_schema()
-        job_records.insert(self.database, jobs, connection)
-        handles = self._handles(jobs)
+        handles = job_records.insert(self.database, jobs, self, connection)
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -174,17 +173,7 @@ class GoodJob:
             return []
         jobs = job_records.NewJobs.of(requests)
         await asyncio.to_thread(self.check_schema)
-        await job_records.ainsert(self.database, jobs, connection)
-        return self._handles(jobs)
-
-    def _handles(self, jobs: job_records.NewJobs) -> list[Job]:
-        """Handles for jobs just inserted (fetch one fresh with ``gj.job(id)``)."""
-        return [
-            Job.enqueued(self, request, job_id, arguments)
-            for request, job_id, arguments in zip(
-                jobs.requests, jobs.ids, jobs.arguments, strict=True
-            )
-        ]
+        return await job_records.ainsert(self.database, jobs, self, connection)
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from goodjob import ConfigurationError, GoodJob, SerializationError
+from goodjob import ConfigurationError, DatabaseError, GoodJob, SerializationError
 from goodjob.records import jobs as job_records
 from tests.helpers import sql
 
@@ -343,3 +343,27 @@ def test_bad_arguments_are_refused_and_nothing_is_inserted(
         gj.enqueue_all([noop.prepare(1), noop.prepare(*args, **kwargs)])
     assert message in str(info.value)
     assert count_jobs(database_url) == 0
+
+
+def test_a_batch_the_server_refuses_stores_nothing_and_the_pool_recovers(
+    gj: GoodJob, database_url: str
+) -> None:
+    # A batch is sent in pipeline mode (its handles are built while the server inserts): the
+    # server's error must still reach the caller, as goodjob's error, with nothing stored.
+    @gj.task
+    def noop(n: int) -> None: ...
+
+    sql(
+        database_url,
+        "ALTER TABLE goodjob_jobs ADD CONSTRAINT no_seven"
+        ' CHECK (arguments <> \'{"args": [7], "kwargs": {}}\')',
+    )
+    with pytest.raises(DatabaseError) as info:
+        gj.enqueue_all([noop.prepare(n) for n in range(10)])
+    assert "no_seven" in str(info.value)
+    assert count_jobs(database_url) == 0
+
+    sql(database_url, "ALTER TABLE goodjob_jobs DROP CONSTRAINT no_seven")
+    handles = gj.enqueue_all([noop.prepare(n) for n in range(10)])
+    assert count_jobs(database_url) == 10
+    assert [gj.job(h.id).args for h in handles] == [[n] for n in range(10)]

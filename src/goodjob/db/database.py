@@ -13,12 +13,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -30,6 +30,7 @@ from goodjob.errors import DatabaseError, DatabaseUnavailable, SchemaNotMigrated
 logger = logging.getLogger("goodjob.db")
 
 Row = dict[str, Any]
+T = TypeVar("T")
 Params = Mapping[str, Any] | None
 
 CHANNEL = "goodjob"  # the LISTEN/NOTIFY channel
@@ -59,19 +60,30 @@ CHECK_IDLE_SECONDS = 1.0
 
 
 class PooledConnection(psycopg.Connection[Row]):
-    """A connection of goodjob's pool: it knows when it was last returned, and keeps one cursor.
+    """A connection of goodjob's pool: it knows when it was last returned, and keeps two cursors.
 
-    The cursor is reused by every statement run on the connection: a new cursor starts with
-    empty adapter caches, about 15 µs of each enqueue's client time (issue 5).
+    The cursors are reused by every statement run on the connection: a new cursor starts with
+    empty adapter caches, about 15 µs of each enqueue's client time (issue 5). One returns rows
+    as dicts; the other, for statements whose rows are not read, returns tuples, which spares
+    building the column names each time (3 µs of an enqueue).
     """
 
     returned_at: float | None = None
-    _statements: psycopg.Cursor[Row] | None = None
+    _dicts: psycopg.Cursor[Row] | None = None
+    _tuples: psycopg.Cursor[Any] | None = None
 
     def statements(self) -> psycopg.Cursor[Row]:
-        cur = self._statements
+        """The cursor returning rows as dicts."""
+        cur = self._dicts
         if cur is None or cur.closed:
-            cur = self._statements = self.cursor()
+            cur = self._dicts = self.cursor()
+        return cur
+
+    def commands(self) -> psycopg.Cursor[Any]:
+        """The cursor for statements run for their effect (rows as tuples, never read)."""
+        cur = self._tuples
+        if cur is None or cur.closed:
+            cur = self._tuples = self.cursor(row_factory=tuple_row)
         return cur
 
 
@@ -310,12 +322,27 @@ class Database:
             pooled = self._checkout()
             failed = False
             try:
-                return _run(pooled.statements(), sql, params, prepare, fetch)
+                cur = pooled.statements() if fetch else pooled.commands()
+                return _run(cur, sql, params, prepare, fetch)
             except BaseException:
                 failed = True
                 raise
             finally:
                 self._checkin(pooled, failed)
+
+    def run_overlapped(self, name: str, params: Params, meanwhile: Callable[[], T]) -> T:
+        """Run statement ``name`` on a pooled connection for its effect, calling ``meanwhile()``
+        while the server executes it; returns what ``meanwhile`` returned, once the statement
+        has succeeded.
+
+        The statement goes out in pipeline mode, which sends it without waiting for its result:
+        the client's work on a large batch overlaps the server's (issue 5: enqueue_all's
+        handles, 10.9 -> 9.6 µs a job).
+        """
+        sql = self.sql(name)
+        with translate_errors(), self._pooled() as pooled, pooled.pipeline():
+            pooled.commands().execute(sql, params)
+            return meanwhile()
 
     async def aexecute(self, name: str, params: Params, conn: Any) -> list[Row]:
         """Run statement ``name`` on a caller's async connection."""
@@ -336,7 +363,7 @@ class Database:
 
 
 def _run(
-    cur: psycopg.Cursor[Row], sql: str, params: Params, prepare: bool | None, fetch: bool
+    cur: psycopg.Cursor[Any], sql: str, params: Params, prepare: bool | None, fetch: bool
 ) -> list[Row]:
     cur.execute(sql, params, prepare=prepare)
     # The result's status says whether rows came back; ``cur.description`` would build the
