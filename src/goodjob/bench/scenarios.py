@@ -242,13 +242,16 @@ def goodjob_drain(url: str, sizes: Sizes, config: WorkerConfig, label: str) -> d
             # Both probes read only small partial indexes (claimed rows; due rows, and the only
             # due rows here are this round's), so polling costs the same with a million
             # finished or future rows in the table: a probe that reads the history would slow
-            # the very drain it measures. (Filtering by task let the planner walk the per-task
-            # index through every earlier round's finished jobs: 1,200 buffers a probe.)
+            # the very drain it measures. The due-row probe is ordered like a claim, so it is
+            # planned like one, through the dequeue index: as an EXISTS the planner costed the
+            # 100,000 future rows as due and read the whole table (25,000 buffers, 100 ms a
+            # probe); filtering by task walked the per-task index through the history.
             return not scalar(
                 url,
                 "SELECT EXISTS (SELECT 1 FROM goodjob_jobs WHERE locked_by_id IS NOT NULL)"
-                " OR EXISTS (SELECT 1 FROM goodjob_jobs WHERE finished_at IS NULL"
-                " AND locked_by_id IS NULL AND scheduled_at <= now())",
+                " OR (SELECT 1 FROM goodjob_jobs WHERE finished_at IS NULL"
+                " AND locked_by_id IS NULL AND scheduled_at <= now()"
+                " ORDER BY priority, scheduled_at, id LIMIT 1) IS NOT NULL",
             )
 
         wait_for(
