@@ -155,16 +155,18 @@ GROUP BY queue_name;
 -- name: jobs_insert_one
 -- Inserts one job and wakes its queue: jobs_insert for task.enqueue() with plain parameters,
 -- which psycopg adapts and the server plans faster than ten one-element arrays (issue 5). The
--- NOTIFY is sent from RETURNING: no CTE to materialize for one row.
+-- NOTIFY is a function scan of the FROM list, built from the parameters: the statement then
+-- returns no row for the client to read.
 INSERT INTO goodjob_jobs
     (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
      batch_id)
-VALUES (%(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s,
-        coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(wait)s::float8)),
-        %(labels)s::text[], %(concurrency_key)s, %(batch_id)s)
-RETURNING pg_notify(%(channel)s, json_build_object(
-              'queue', queue_name,
-              'scheduled_at', extract(epoch FROM scheduled_at))::text);
+SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s, s.at,
+       %(labels)s::text[], %(concurrency_key)s, %(batch_id)s
+FROM (SELECT coalesce(%(run_at)s::timestamptz,
+                      now() + make_interval(secs => %(wait)s::float8)) AS at) AS s,
+     LATERAL pg_notify(%(channel)s, json_build_object(
+         'queue', %(queue_name)s::text,
+         'scheduled_at', extract(epoch FROM s.at))::text) AS notified;
 
 -- name: jobs_claim
 -- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
