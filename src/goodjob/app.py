@@ -143,18 +143,18 @@ class GoodJob:
         With ``connection`` (the caller's psycopg connection) the jobs join the caller's
         transaction: they exist if and only if it commits, and workers hear of them on commit.
         """
-        if connection is not None and not is_connection(connection):
-            raise ConfigurationError(
-                f"connection={connection!r}: pass a psycopg Connection or AsyncConnection"
-            )
-        if is_async_connection(connection):
-            raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
+        if connection is not None:
+            if not is_connection(connection):
+                raise ConfigurationError(
+                    f"connection={connection!r}: pass a psycopg Connection or AsyncConnection"
+                )
+            if is_async_connection(connection):
+                raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
         requests = list(requests)
         if not requests:
             return []
-        jobs = job_records.NewJobs.of(requests)
         self.check_schema()
-        handles = job_records.insert(self.database, jobs, self, connection)
+        handles = job_records.insert(self.database, requests, self, connection)
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -171,9 +171,8 @@ class GoodJob:
         requests = list(requests)
         if not requests:
             return []
-        jobs = job_records.NewJobs.of(requests)
         await asyncio.to_thread(self.check_schema)
-        return await job_records.ainsert(self.database, jobs, self, connection)
+        return await job_records.ainsert(self.database, requests, self, connection)
 
     # -- jobs ---------------------------------------------------------------------------------
 

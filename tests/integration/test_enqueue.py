@@ -345,25 +345,40 @@ def test_bad_arguments_are_refused_and_nothing_is_inserted(
     assert count_jobs(database_url) == 0
 
 
+@pytest.mark.parametrize("size", [10, 3 * job_records.PIPELINE_PART + 1])
 def test_a_batch_the_server_refuses_stores_nothing_and_the_pool_recovers(
-    gj: GoodJob, database_url: str
+    gj: GoodJob, database_url: str, size: int
 ) -> None:
-    # A batch is sent in pipeline mode (its handles are built while the server inserts): the
-    # server's error must still reach the caller, as goodjob's error, with nothing stored.
+    # A batch is sent in pipeline mode, in parts (the server inserts one while the client
+    # encodes the next): the server's error, here on the last job, must still reach the caller
+    # as goodjob's error, with nothing of the batch stored.
     @gj.task
     def noop(n: int) -> None: ...
 
+    last = json.dumps({"args": [size - 1], "kwargs": {}})
     sql(
         database_url,
-        "ALTER TABLE goodjob_jobs ADD CONSTRAINT no_seven"
-        ' CHECK (arguments <> \'{"args": [7], "kwargs": {}}\')',
+        f"ALTER TABLE goodjob_jobs ADD CONSTRAINT no_last CHECK (arguments <> '{last}')",
     )
     with pytest.raises(DatabaseError) as info:
-        gj.enqueue_all([noop.prepare(n) for n in range(10)])
-    assert "no_seven" in str(info.value)
+        gj.enqueue_all([noop.prepare(n) for n in range(size)])
+    assert "no_last" in str(info.value)
     assert count_jobs(database_url) == 0
 
-    sql(database_url, "ALTER TABLE goodjob_jobs DROP CONSTRAINT no_seven")
-    handles = gj.enqueue_all([noop.prepare(n) for n in range(10)])
-    assert count_jobs(database_url) == 10
-    assert [gj.job(h.id).args for h in handles] == [[n] for n in range(10)]
+    sql(database_url, "ALTER TABLE goodjob_jobs DROP CONSTRAINT no_last")
+    handles = gj.enqueue_all([noop.prepare(n) for n in range(size)])
+    assert count_jobs(database_url) == size
+    assert [gj.job(h.id).args for h in handles[-3:]] == [[n] for n in range(size - 3, size)]
+
+
+def test_a_bad_argument_in_a_later_part_rolls_back_the_parts_already_sent(
+    gj: GoodJob, database_url: str
+) -> None:
+    @gj.task
+    def noop(value: Any) -> None: ...
+
+    size = 3 * job_records.PIPELINE_PART
+    requests = [noop.prepare(n) for n in range(size - 1)] + [noop.prepare(object())]
+    with pytest.raises(SerializationError):
+        gj.enqueue_all(requests)
+    assert count_jobs(database_url) == 0

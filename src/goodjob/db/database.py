@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -30,7 +30,6 @@ from goodjob.errors import DatabaseError, DatabaseUnavailable, SchemaNotMigrated
 logger = logging.getLogger("goodjob.db")
 
 Row = dict[str, Any]
-T = TypeVar("T")
 Params = Mapping[str, Any] | None
 
 CHANNEL = "goodjob"  # the LISTEN/NOTIFY channel
@@ -330,19 +329,22 @@ class Database:
             finally:
                 self._checkin(pooled, failed)
 
-    def run_overlapped(self, name: str, params: Params, meanwhile: Callable[[], T]) -> T:
-        """Run statement ``name`` on a pooled connection for its effect, calling ``meanwhile()``
-        while the server executes it; returns what ``meanwhile`` returned, once the statement
-        has succeeded.
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[Callable[[str, Params], None]]:
+        """A function that sends statements, by name and parameters, for their effect: on one
+        pooled connection, in one transaction committed when the block ends, each sent without
+        waiting for the results of the ones before (libpq's pipeline mode).
 
-        The statement goes out in pipeline mode, which sends it without waiting for its result:
-        the client's work on a large batch overlaps the server's (issue 5: enqueue_all's
-        handles, 10.9 -> 9.6 µs a job).
+        The client's work between statements, and after the last one, overlaps the server's; a
+        statement's error is raised when the block ends at the latest, and rolls back all of them.
         """
-        sql = self.sql(name)
-        with translate_errors(), self._pooled() as pooled, pooled.pipeline():
-            pooled.commands().execute(sql, params)
-            return meanwhile()
+        with translate_errors(), self._pooled() as pooled, pooled.pipeline(), pooled.transaction():
+            cur = pooled.commands()
+
+            def send(name: str, params: Params) -> None:
+                cur.execute(self.sql(name), params)
+
+            yield send
 
     async def aexecute(self, name: str, params: Params, conn: Any) -> list[Row]:
         """Run statement ``name`` on a caller's async connection."""

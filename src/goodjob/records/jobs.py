@@ -37,6 +37,10 @@ CLEANUP_CHUNK = 1_000  # rows deleted per statement, so no single transaction gr
 # faster than COPY at every size measured (issue 5, two runs: 48,000 vs 39,000-45,000 jobs/s at
 # 10,000 rows, 40,000-42,000 vs 36,000-38,000 at 50,000).
 COPY_THRESHOLD = 100_000
+# Smaller batches go out in parts of this many jobs (see _insert_pipelined); each part is one
+# jobs_insert statement. Measured at 1,000 jobs a batch: 1 part 9.3 µs a job, 2 parts 9.3,
+# 4 parts 8.7, 8 parts 8.8.
+PIPELINE_PART = 250
 
 STATUSES = ("scheduled", "queued", "running", "succeeded", "retried", "discarded")
 
@@ -228,7 +232,7 @@ class Job:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewJobs:
     """Jobs about to be inserted, column by column: the requests, their ids and their encoded
     arguments. No object per job: a batch of thousands is built, inserted and handed back as
@@ -316,13 +320,12 @@ def insert_params(jobs: NewJobs) -> dict[str, Any]:
 def insert_one_params(jobs: NewJobs) -> dict[str, Any]:
     """Parameters of ``jobs_insert_one`` for a batch of one."""
     request = jobs.requests[0]
-    return {
-        **_row(request),
-        "id": jobs.ids[0],
-        "arguments": json(jobs.arguments[0]),
-        "labels": list(request.options.labels) or None,
-        "channel": CHANNEL,
-    }
+    params = _row(request)
+    params["id"] = jobs.ids[0]
+    params["arguments"] = json(jobs.arguments[0])
+    params["labels"] = list(request.options.labels) or None
+    params["channel"] = CHANNEL
+    return params
 
 
 def copy_rows(jobs: NewJobs, now: dt.datetime) -> list[tuple[Any, ...]]:
@@ -357,21 +360,35 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     return {"channel": CHANNEL, "queues": list(earliest), "scheduled_ats": list(earliest.values())}
 
 
-def insert(db: Database, jobs: NewJobs, app: GoodJob, conn: Any = None) -> list[Job]:
-    """Insert jobs and wake each of their queues once; on ``conn`` (the caller's) if given.
-    Returns the jobs' handles."""
+def insert(
+    db: Database, requests: Sequence[JobRequest], app: GoodJob, conn: Any = None
+) -> list[Job]:
+    """Insert jobs for ``requests`` and wake each of their queues once; on ``conn`` (the
+    caller's) if given. Returns the jobs' handles."""
+    if conn is None and 1 < len(requests) < COPY_THRESHOLD:
+        return _insert_pipelined(db, requests, app)
+    jobs = NewJobs.of(requests)
     if len(jobs) == 1:
         db.run("jobs_insert_one", insert_one_params(jobs), conn=conn)
-    elif len(jobs) < COPY_THRESHOLD and conn is None:
-        # The handles are built while the server inserts (a third of a batch's client time).
-        return db.run_overlapped(
-            "jobs_insert", insert_params(jobs), lambda: Job.enqueued(app, jobs)
-        )
     elif len(jobs) < COPY_THRESHOLD:
         db.run("jobs_insert", insert_params(jobs), conn=conn)
     else:
         _copy(db, jobs, conn)
     return Job.enqueued(app, jobs)
+
+
+def _insert_pipelined(db: Database, requests: Sequence[JobRequest], app: GoodJob) -> list[Job]:
+    """Insert a batch as statements of ``PIPELINE_PART`` jobs, sent in one transaction without
+    waiting for each other: the server inserts one part while the client encodes the next, then
+    builds the handles (issue 5: 10.9 -> 8.7 µs a job). A part that fails to encode rolls back
+    the parts already sent."""
+    parts = []
+    with db.pipeline() as send:
+        for start in range(0, len(requests), PIPELINE_PART):
+            jobs = NewJobs.of(requests[start : start + PIPELINE_PART])
+            send("jobs_insert", insert_params(jobs))
+            parts.append(jobs)
+        return [handle for jobs in parts for handle in Job.enqueued(app, jobs)]
 
 
 def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
@@ -385,8 +402,11 @@ def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
         db.run("jobs_notify", notify_params(rows), conn=tx)
 
 
-async def ainsert(db: Database, jobs: NewJobs, app: GoodJob, conn: Any) -> list[Job]:
+async def ainsert(
+    db: Database, requests: Sequence[JobRequest], app: GoodJob, conn: Any
+) -> list[Job]:
     """:func:`insert` on the caller's async connection."""
+    jobs = NewJobs.of(requests)
     if len(jobs) == 1:
         await db.aexecute("jobs_insert_one", insert_one_params(jobs), conn)
     elif len(jobs) < COPY_THRESHOLD:
