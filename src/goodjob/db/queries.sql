@@ -175,6 +175,10 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz,
 -- attempt was (left open, or released at shutdown). {queue_filter} and {queue_order} are fixed fragments
 -- chosen by the queue selection, never user text. With %(skip_advisory_locked)s (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
+-- The update reaches each locked row by its ctid, not by a second primary-key descent, whose
+-- depth grows with the finished history (issue 5). A row that a transaction committed after
+-- this statement began is locked in its new version, which the update cannot see: that job
+-- is left for the next claim, never lost nor claimed twice.
 WITH me AS (
     SELECT 1 FROM goodjob_processes WHERE id = %(process_id)s
 ),
@@ -185,7 +189,7 @@ held AS MATERIALIZED (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),
 candidates AS (
-    SELECT j.id
+    SELECT j.id, j.ctid AS tid
     FROM goodjob_jobs j
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
       {queue_filter}
@@ -200,7 +204,7 @@ claimed AS (
     SET locked_by_id = %(process_id)s, locked_at = now(), performed_at = now(),
         executions_count = j.executions_count + 1, updated_at = now()
     FROM candidates c
-    WHERE j.id = c.id AND j.locked_by_id IS NULL
+    WHERE j.ctid = c.tid AND j.id = c.id AND j.locked_by_id IS NULL
     RETURNING j.id, j.queue_name, j.priority, j.task_name, j.arguments, j.scheduled_at,
               j.executions_count, j.labels, j.created_at, j.performed_at
 ),
@@ -235,7 +239,10 @@ ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 -- reschedules it after %(waits)s seconds; release returns it to the queue untouched (interrupted
 -- at shutdown). A succeeded outcome may carry a handled error (error_event 'handled'). Finished
 -- jobs that are not preserved are deleted instead. Returns the ids that were recorded. Arrays
--- travel in binary (%(x)b), as in jobs_insert.
+-- travel in binary (%(x)b), as in jobs_insert. The update and the delete reach the rows the
+-- fence locked by their ctid, as jobs_claim does (a row changed under the fence by a commit
+-- after this statement began is not recorded: only an operator's forced discard changes a
+-- running job's row, and that fences the worker out anyway).
 WITH outcome AS (
     SELECT *
     FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(kinds)b::text[], %(results)b::jsonb[],
@@ -244,7 +251,7 @@ WITH outcome AS (
         AS o(id, attempt, kind, result, error, error_event, backtrace, wait, duration, preserve)
 ),
 fenced AS (
-    SELECT o.*
+    SELECT o.*, j.ctid AS tid
     FROM outcome o
     JOIN goodjob_jobs j ON j.id = o.id
     WHERE j.locked_by_id = %(process_id)s AND j.executions_count = o.attempt
@@ -263,13 +270,13 @@ updated AS (
         error_event = f.error_event,
         updated_at = now()
     FROM fenced f
-    WHERE j.id = f.id AND (f.preserve OR f.kind IN ('retry', 'release'))
+    WHERE j.ctid = f.tid AND (f.preserve OR f.kind IN ('retry', 'release'))
     RETURNING j.id, f.attempt, f.duration, f.error, f.error_event, f.backtrace
 ),
 deleted AS (
     DELETE FROM goodjob_jobs j
     USING fenced f
-    WHERE j.id = f.id AND NOT f.preserve AND f.kind IN ('succeeded', 'discarded')
+    WHERE j.ctid = f.tid AND NOT f.preserve AND f.kind IN ('succeeded', 'discarded')
     RETURNING j.id
 ),
 deleted_executions AS (
