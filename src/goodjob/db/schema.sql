@@ -84,9 +84,6 @@ CREATE INDEX goodjob_jobs_locked_by ON goodjob_jobs (locked_by_id)
 -- Cleanup of preserved records, and listings of finished jobs.
 CREATE INDEX goodjob_jobs_finished ON goodjob_jobs (finished_at)
     WHERE finished_at IS NOT NULL;
--- Listings by task, newest first (ids are UUIDv7: their order is creation order, so the primary
--- key serves unfiltered listings and no created_at index is kept).
-CREATE INDEX goodjob_jobs_task ON goodjob_jobs (task_name, id);
 CREATE INDEX goodjob_jobs_labels ON goodjob_jobs USING gin (labels)
     WHERE labels IS NOT NULL;
 CREATE INDEX goodjob_jobs_concurrency ON goodjob_jobs (concurrency_key)
@@ -139,4 +136,4 @@ CREATE TABLE goodjob_migrations (
     version text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003');
+INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003'), ('0004');
