@@ -138,7 +138,7 @@ class GoodJob:
     # -- enqueueing ---------------------------------------------------------------------------
 
     def enqueue_all(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
-        """Insert many jobs in one statement, with one NOTIFY per queue.
+        """Insert many jobs in one transaction, all or nothing, waking each queue once.
 
         With ``connection`` (the caller's psycopg connection) the jobs join the caller's
         transaction: they exist if and only if it commits, and workers hear of them on commit.

@@ -32,14 +32,14 @@ WAIT_FIRST_POLL = 0.02  # seconds
 WAIT_MAX_POLL = 0.5  # seconds
 LIST_LIMIT = 100  # jobs listed when no limit is given (gj.jobs() and `goodjob jobs` alike)
 CLEANUP_CHUNK = 1_000  # rows deleted per statement, so no single transaction grows large
-# Batches this large are streamed with COPY, so no single statement's parameters grow without
-# bound; smaller ones go in the single jobs_insert statement, one round trip instead of four, and
-# faster than COPY at every size measured (issue 5, two runs: 48,000 vs 39,000-45,000 jobs/s at
-# 10,000 rows, 40,000-42,000 vs 36,000-38,000 at 50,000).
+# Batches this large are streamed with COPY, so that neither a statement's parameters on the
+# caller's connection nor the client's memory for a pipeline grow without bound. Below it,
+# jobs_insert statements are faster than COPY at every size measured (issue 5: 48,000 vs
+# 39,000-45,000 jobs/s at 10,000 rows; 8.4 vs 9.9 µs a job at 1,000 rows, binary COPY).
 COPY_THRESHOLD = 100_000
-# Smaller batches go out in parts of this many jobs (see _insert_pipelined); each part is one
-# jobs_insert statement. Measured at 1,000 jobs a batch: 1 part 9.3 µs a job, 2 parts 9.3,
-# 4 parts 8.7, 8 parts 8.8.
+# On goodjob's own connection a batch goes out in parts of this many jobs (_insert_pipelined),
+# each one jobs_insert statement. Measured at 1,000 jobs a batch: 1 part 9.3 µs a job, 2 parts
+# 9.3, 4 parts 8.7, 8 parts 8.8.
 PIPELINE_PART = 250
 
 STATUSES = ("scheduled", "queued", "running", "succeeded", "retried", "discarded")
