@@ -152,13 +152,17 @@ class Performer:
 
     # -- claiming -----------------------------------------------------------------------------
 
-    def claim_params(self, process_id: uuid.UUID, limit: int) -> dict[str, Any]:
+    def claim_params(self, process_id: uuid.UUID) -> dict[str, Any]:
         """The parameters of ``jobs_claim`` for this performer."""
+        return {"process_id": process_id, "queues": list(self.queues.names)}
+
+    def claim_fragments(self, limit: int) -> dict[str, str]:
+        """The text of ``jobs_claim`` for this performer and ``limit``: written in, not sent as
+        parameters, so that Postgres plans each variant once (see the statement)."""
         return {
-            "process_id": process_id,
-            "limit": limit,
-            "queues": list(self.queues.names),
-            "skip_advisory_locked": self._advisory,
+            **self._fragments,
+            "limit": str(int(limit)),
+            "skip_advisory_locked": "true" if self._advisory else "false",
         }
 
     def claim(self, limit: int = 1) -> list[ClaimedJob]:
@@ -172,7 +176,7 @@ class Performer:
         if process_id is None:
             return []
         rows = self.gj.database.execute(
-            "jobs_claim", self.claim_params(process_id, limit), fragments=self._fragments
+            "jobs_claim", self.claim_params(process_id), fragments=self.claim_fragments(limit)
         )
         claimed = [ClaimedJob.from_row(row) for row in rows]
         if not self._advisory:

@@ -10,6 +10,7 @@ would make every claim read the whole history; this test fails if the planner ev
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -84,8 +85,8 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _claim_plan(gj: GoodJob, url: str, queues: str, limit: int) -> list[dict[str, Any]]:
     performer = Performer(gj, parse_selection(queues))
-    statement = gj.database.sql("jobs_claim", performer.queues.sql_fragments())
-    params = performer.claim_params(uuid.uuid4(), limit)
+    statement = gj.database.sql("jobs_claim", performer.claim_fragments(limit))
+    params = performer.claim_params(uuid.uuid4())
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None
@@ -170,6 +171,39 @@ def test_claim_from_one_named_queue_uses_the_queue_index(
     assert [n.get("Index Name") for n in candidates] == ["goodjob_jobs_dequeue_queue"], _describe(
         nodes
     )
+
+
+@pytest.mark.parametrize("queues", ["*", "default"])
+def test_a_claim_is_planned_once_and_its_reused_plan_reads_the_dequeue_index(
+    history: GoodJob, database_url: str, queues: str
+) -> None:
+    """Postgres' plan cache plans a prepared statement's first five executions for their
+    parameters, then keeps one plan for all if it costs no more. The claim, as goodjob sends it,
+    must get there (it was planned afresh on every execution while the limit was a parameter:
+    issue 5), and the plan it keeps must find due jobs through a dequeue index."""
+    performer = Performer(history, parse_selection(queues))
+    statement = history.database.sql("jobs_claim", performer.claim_fragments(16))
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    prepared = re.sub(r"%\((\w+)\)[sb]", placeholder, statement)
+    process_id = uuid.uuid4()
+    params = performer.claim_params(process_id)
+    args = [params[name] for name in names]
+    execute = f"EXECUTE claim({', '.join(['%s'] * len(args))})"
+    with psycopg.connect(database_url, cursor_factory=psycopg.ClientCursor) as conn:
+        conn.execute("INSERT INTO goodjob_processes (id) VALUES (%s)", (process_id,))
+        conn.execute(f"PREPARE claim AS {prepared}".encode())
+        for _ in range(6):
+            conn.execute(execute, args)
+        plan = [row[0] for row in conn.execute("EXPLAIN " + execute, args)]
+        conn.rollback()
+    assert any("$1" in line for line in plan), "\n".join(plan)  # the kept, generic plan
+    assert any("goodjob_jobs_dequeue_" in line for line in plan), "\n".join(plan)
 
 
 def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_url: str) -> None:

@@ -169,12 +169,17 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz,
          'scheduled_at', extract(epoch FROM s.at))::text) AS notified;
 
 -- name: jobs_claim
--- Claims up to %(limit)s due jobs for a process in one statement: locks them (SKIP LOCKED),
+-- Claims up to {limit} due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
 -- attempt left open by a process that died. A job is reported interrupted when its previous
 -- attempt was (left open, or released at shutdown). {queue_filter} and {queue_order} are fixed fragments
--- chosen by the queue selection, never user text. With %(skip_advisory_locked)s (the advisory
+-- chosen by the queue selection, never user text. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
+-- {limit} and {skip_advisory_locked} are written into the text (a whole number; true or false),
+-- not sent as parameters: as parameters, Postgres costed the plan it could keep for any limit at
+-- a tenth of the due rows and so planned every claim afresh (issue 5: 17.5 µs of server time per
+-- job, nearly as much as running it). Each limit a pool uses is now a statement of its own, kept
+-- with one plan after its first executions (a pool uses a few limits).
 -- The update reaches each locked row by its ctid, not by a second primary-key descent, whose
 -- depth grows with the finished history (issue 5). A row that a transaction committed after
 -- this statement began is locked in its new version, which the update cannot see: that job
@@ -185,7 +190,7 @@ WITH me AS (
 held AS MATERIALIZED (
     SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
     FROM pg_locks l
-    WHERE %(skip_advisory_locked)s AND l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+    WHERE {skip_advisory_locked} AND l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),
 candidates AS (
@@ -194,9 +199,9 @@ candidates AS (
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
       {queue_filter}
       AND EXISTS (SELECT 1 FROM me)
-      AND (NOT %(skip_advisory_locked)s OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
+      AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
-    LIMIT %(limit)s
+    LIMIT {limit}
     FOR NO KEY UPDATE OF j SKIP LOCKED
 ),
 claimed AS (
