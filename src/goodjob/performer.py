@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("goodjob.performer")
 
-PREPARED_BATCH = 16  # outcomes up to which jobs_complete runs as a prepared statement
 
 Kind = Literal["succeeded", "discarded", "retry", "release"]
 
@@ -339,10 +338,7 @@ class Performer:
             "preserve": [preserve(self.gj, o.kind, o.error_event) for o in outcomes],
         }
         try:
-            # A large batch is planned afresh: the generic (prepared) plan, costed for a few
-            # outcomes, took 0.5-5 s per 500 outcomes under a drain. Small ones stay prepared.
-            prepare = None if len(outcomes) <= PREPARED_BATCH else False
-            rows = self.gj.database.execute("jobs_complete", params, prepare=prepare)
+            rows = self.gj.database.execute("jobs_complete", params)
             recorded = {row["id"] for row in rows}
         finally:
             if self._advisory:

@@ -173,6 +173,19 @@ def test_claim_from_one_named_queue_uses_the_queue_index(
     )
 
 
+def _numbered(statement: str) -> tuple[str, list[str]]:
+    """``statement`` with its named placeholders as $1, $2, ... (as PREPARE takes them), and the
+    names in that order."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)[sb]", placeholder, statement), names
+
+
 @pytest.mark.parametrize("queues", ["*", "default"])
 def test_a_claim_is_planned_once_and_its_reused_plan_reads_the_dequeue_index(
     history: GoodJob, database_url: str, queues: str
@@ -182,15 +195,7 @@ def test_a_claim_is_planned_once_and_its_reused_plan_reads_the_dequeue_index(
     must get there (it was planned afresh on every execution while the limit was a parameter:
     issue 5), and the plan it keeps must find due jobs through a dequeue index."""
     performer = Performer(history, parse_selection(queues))
-    statement = history.database.sql("jobs_claim", performer.claim_fragments(16))
-    names: list[str] = []
-
-    def placeholder(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    prepared = re.sub(r"%\((\w+)\)[sb]", placeholder, statement)
+    prepared, names = _numbered(history.database.sql("jobs_claim", performer.claim_fragments(16)))
     process_id = uuid.uuid4()
     params = performer.claim_params(process_id)
     args = [params[name] for name in names]
@@ -204,6 +209,45 @@ def test_a_claim_is_planned_once_and_its_reused_plan_reads_the_dequeue_index(
         conn.rollback()
     assert any("$1" in line for line in plan), "\n".join(plan)  # the kept, generic plan
     assert any("goodjob_jobs_dequeue_" in line for line in plan), "\n".join(plan)
+
+
+@pytest.mark.parametrize("outcomes", [None, 2, 500])
+def test_a_completion_reaches_each_job_by_its_primary_key_whatever_the_batch_size(
+    history: GoodJob, database_url: str, outcomes: int | None
+) -> None:
+    """jobs_complete looks each outcome's job up by primary key, in the plan Postgres keeps for
+    every batch size (None: EXPLAIN (GENERIC_PLAN)) and in plans made for a given batch: a plan
+    through goodjob_jobs_locked_by reads every job the process holds for each batch (issue 5:
+    0.5-5 s per 500 outcomes), and a join plan for a large batch scanned the whole table."""
+    statement = history.database.sql("jobs_complete")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if outcomes is None:
+            generic, _ = _numbered(statement)
+            row = conn.execute("EXPLAIN (GENERIC_PLAN, FORMAT JSON) " + generic).fetchone()
+        else:
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM goodjob_jobs LIMIT {outcomes}")]
+            params = {
+                "process_id": uuid.uuid4(),
+                "ids": ids,
+                "attempts": [1] * outcomes,
+                "kinds": ["succeeded"] * outcomes,
+                "results": [None] * outcomes,
+                "errors": [None] * outcomes,
+                "error_events": [None] * outcomes,
+                "backtraces": [None] * outcomes,
+                "waits": [0.0] * outcomes,
+                "durations": [0.001] * outcomes,
+                "preserve": [True] * outcomes,
+            }
+            row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    jobs_scans = [
+        n for n in nodes if n.get("Relation Name") == "goodjob_jobs" and n["Node Type"] in SCANS
+    ]
+    assert jobs_scans, _describe(nodes)
+    assert {n.get("Index Name") for n in jobs_scans} == {"goodjob_jobs_pkey"}, _describe(nodes)
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], _describe(nodes)
 
 
 def test_the_seed_is_what_the_plans_were_judged_on(history: GoodJob, database_url: str) -> None:

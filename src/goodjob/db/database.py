@@ -288,20 +288,15 @@ class Database:
         *,
         conn: Any = None,
         fragments: Mapping[str, str] | None = None,
-        prepare: bool | None = None,
     ) -> list[Row]:
         """Run statement ``name`` and return its rows; on ``conn`` (a caller's connection) or a
-        pooled one.
-
-        ``prepare=False`` plans the statement afresh each time: for statements over arrays of
-        varying length, whose generic (prepared) plan is costed for a handful of rows.
-        """
-        return self._execute(name, params, conn, fragments, prepare, fetch=True)
+        pooled one."""
+        return self._execute(name, params, conn, fragments, fetch=True)
 
     def run(self, name: str, params: Params = None, *, conn: Any = None) -> None:
         """Run statement ``name`` for its effect, without reading the rows it returns (on the
         enqueue path: building a row costs a few µs of each enqueue, issue 5)."""
-        self._execute(name, params, conn, None, None, fetch=False)
+        self._execute(name, params, conn, None, fetch=False)
 
     def _execute(
         self,
@@ -309,20 +304,19 @@ class Database:
         params: Params,
         conn: Any,
         fragments: Mapping[str, str] | None,
-        prepare: bool | None,
         fetch: bool,
     ) -> list[Row]:
         sql = self.sql(name, fragments)
         with translate_errors():
             if conn is not None:
-                return _run(conn.cursor(row_factory=dict_row), sql, params, prepare, fetch)
+                return _run(conn.cursor(row_factory=dict_row), sql, params, fetch)
             # Checked out and in by hand rather than with _pooled(): this is every enqueue's
             # path, and each generator context manager costs microseconds (issue 5).
             pooled = self._checkout()
             failed = False
             try:
                 cur = pooled.statements() if fetch else pooled.commands()
-                return _run(cur, sql, params, prepare, fetch)
+                return _run(cur, sql, params, fetch)
             except BaseException:
                 failed = True
                 raise
@@ -364,10 +358,8 @@ class Database:
             conn.execute(sql.encode())  # bytes: no parameter parsing of literal % signs
 
 
-def _run(
-    cur: psycopg.Cursor[Any], sql: str, params: Params, prepare: bool | None, fetch: bool
-) -> list[Row]:
-    cur.execute(sql, params, prepare=prepare)
+def _run(cur: psycopg.Cursor[Any], sql: str, params: Params, fetch: bool) -> list[Row]:
+    cur.execute(sql, params)
     # The result's status says whether rows came back; ``cur.description`` would build the
     # column list first.
     result = cur.pgresult
