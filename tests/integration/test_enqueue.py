@@ -14,12 +14,16 @@ import psycopg
 import pytest
 
 from goodjob import ConfigurationError, DatabaseError, GoodJob, SerializationError
+from goodjob.db import Database
 from goodjob.records import jobs as job_records
 from tests.helpers import sql
 
 # The COPY path is taken from this many jobs on in these tests (the real threshold is far higher,
 # and tests of both paths should stay quick).
 COPY_THRESHOLD = 500
+# A batch that goes out as two pipelined parts (below the COPY threshold of these tests).
+MULTI_PART = COPY_THRESHOLD - 1
+assert MULTI_PART > job_records.PIPELINE_PART
 
 
 @pytest.fixture(autouse=True)
@@ -345,7 +349,7 @@ def test_bad_arguments_are_refused_and_nothing_is_inserted(
     assert count_jobs(database_url) == 0
 
 
-@pytest.mark.parametrize("size", [10, 3 * job_records.PIPELINE_PART + 1])
+@pytest.mark.parametrize("size", [10, MULTI_PART])
 def test_a_batch_the_server_refuses_stores_nothing_and_the_pool_recovers(
     gj: GoodJob, database_url: str, size: int
 ) -> None:
@@ -377,8 +381,26 @@ def test_a_bad_argument_in_a_later_part_rolls_back_the_parts_already_sent(
     @gj.task
     def noop(value: Any) -> None: ...
 
-    size = 3 * job_records.PIPELINE_PART
+    size = MULTI_PART
     requests = [noop.prepare(n) for n in range(size - 1)] + [noop.prepare(object())]
     with pytest.raises(SerializationError):
         gj.enqueue_all(requests)
     assert count_jobs(database_url) == 0
+
+
+def test_without_pipeline_mode_a_batch_is_one_statement(
+    gj: GoodJob, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An older system libpq has no pipeline mode: the batch then goes out as one statement.
+    def no_pipeline(self: Database) -> None:
+        raise AssertionError("pipeline mode used where libpq has none")
+
+    monkeypatch.setattr(Database, "pipelines", False)
+    monkeypatch.setattr(Database, "pipeline", no_pipeline)
+
+    @gj.task
+    def noop(n: int) -> None: ...
+
+    handles = gj.enqueue_all([noop.prepare(n) for n in range(MULTI_PART)])
+    assert count_jobs(database_url) == MULTI_PART
+    assert gj.job(handles[-1].id).args == [MULTI_PART - 1]

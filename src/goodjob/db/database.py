@@ -142,6 +142,10 @@ def is_async_connection(value: object) -> bool:
 class Database:
     """The pool and the statements of one goodjob app."""
 
+    # Whether pipeline() can be used: libpq's pipeline mode needs libpq 14 or newer, which
+    # psycopg[binary] bundles but a system libpq under psycopg[c] or pure psycopg may predate.
+    pipelines: bool = psycopg.Pipeline.is_supported()
+
     def __init__(self, settings: Settings, *, application_name: str = "goodjob") -> None:
         self.settings = settings
         self.schema = settings.schema

@@ -365,7 +365,7 @@ def insert(
 ) -> list[Job]:
     """Insert jobs for ``requests`` and wake each of their queues once; on ``conn`` (the
     caller's) if given. Returns the jobs' handles."""
-    if conn is None and 1 < len(requests) < COPY_THRESHOLD:
+    if conn is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
         return _insert_pipelined(db, requests, app)
     jobs = NewJobs.of(requests)
     if len(jobs) == 1:
