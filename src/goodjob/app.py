@@ -137,8 +137,11 @@ class GoodJob:
 
     # -- enqueueing ---------------------------------------------------------------------------
 
-    def enqueue_all(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
-        """Insert many jobs in one transaction, all or nothing, waking each queue once.
+    def enqueue_all(
+        self, requests: Iterable[JobRequest], *, connection: Any = None
+    ) -> Sequence[Job]:
+        """Insert many jobs in one transaction, all or nothing, waking each queue once. Returns
+        their handles in the order of the requests, built when first read.
 
         With ``connection`` (the caller's psycopg connection) the jobs join the caller's
         transaction: they exist if and only if it commits, and workers hear of them on commit.
@@ -154,7 +157,7 @@ class GoodJob:
         if not requests:
             return []
         self.check_schema()
-        handles = job_records.insert(self.database, requests, self, connection)
+        handles: Sequence[Job] = job_records.insert(self.database, requests, self, connection)
         if self.execution_mode == "inline" and connection is None:
             # Inline mode: run now, in this thread, and hand back what happened. With the
             # caller's connection the jobs are not committed yet: gj.perform_inline() after.
@@ -164,7 +167,7 @@ class GoodJob:
 
     async def aenqueue_all(
         self, requests: Iterable[JobRequest], *, connection: Any = None
-    ) -> list[Job]:
+    ) -> Sequence[Job]:
         """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection."""
         if connection is None or not is_async_connection(connection):
             return await asyncio.to_thread(self.enqueue_all, list(requests), connection=connection)

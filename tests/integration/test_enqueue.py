@@ -242,6 +242,36 @@ def test_async_bulk_enqueue_with_copy(gj: GoodJob, database_url: str) -> None:
     assert sorted(j.args[0] for j in jobs) == list(range(COPY_THRESHOLD))
 
 
+@pytest.mark.parametrize("size", [1, MULTI_PART, COPY_THRESHOLD + 1])
+def test_a_batchs_handles_are_its_jobs_in_order_each_with_its_own_arguments(
+    gj: GoodJob, size: int
+) -> None:
+    """The handles (built when first read) are the jobs stored, in the order of the requests.
+    Calls without arguments share one encoded value inside a batch, never through a handle."""
+
+    @gj.task
+    def bare() -> None: ...
+
+    @gj.task
+    def numbered(i: int) -> None: ...
+
+    requests = [numbered.prepare(i) if i % 3 == 0 else bare.prepare() for i in range(size)]
+    handles = gj.enqueue_all(requests)
+    assert len(handles) == size
+    stored = {job.id: job for job in gj.jobs(limit=10_000)}
+    assert len(stored) == size
+    for i, handle in enumerate(handles):
+        job = stored[handle.id]
+        assert (handle.task_name, handle.arguments) == (job.task_name, job.arguments)
+        assert handle.args == ([i] if i % 3 == 0 else [])
+    assert handles == list(handles) == handles[:]
+    if size > 1:
+        handles[1].arguments["args"].append("mutated")  # a caller's mistake stays its own
+        assert gj.enqueue_all([bare.prepare()])[0].arguments == {"args": [], "kwargs": {}}
+        assert job_records.NO_ARGUMENTS == {"args": [], "kwargs": {}}
+        assert stored[handles[1].id].arguments == {"args": [], "kwargs": {}}
+
+
 def test_enqueue_all_of_nothing_is_nothing(gj: GoodJob, listener: psycopg.Connection[Any]) -> None:
     assert gj.enqueue_all([]) == []
     assert received(listener, 0.2) == []
