@@ -160,7 +160,7 @@ GROUP BY queue_name;
 INSERT INTO goodjob_jobs
     (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
      batch_id)
-SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s, s.at,
+SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb, s.at,
        %(labels)s::text[], %(concurrency_key)s, %(batch_id)s
 FROM (SELECT coalesce(%(run_at)s::timestamptz,
                       now() + make_interval(secs => %(wait)s::float8)) AS at) AS s,

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from goodjob.db import CHANNEL, Database, json
+from goodjob.db import CHANNEL, Database
 from goodjob.db.database import translate_errors
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
 from goodjob.ids import new_ids
@@ -282,6 +282,7 @@ class EnqueuedJobs(Sequence[Job]):
 # value, so they add no objects for the garbage collector to trace (issue 5); it is only ever
 # dumped, never handed out (Job.enqueued gives each handle its own).
 NO_ARGUMENTS: dict[str, Any] = {"args": [], "kwargs": {}}
+_NO_ARGUMENTS_JSON = jsonlib.dumps(NO_ARGUMENTS)  # a single enqueue's, dumped once
 
 
 @dataclass(slots=True)
@@ -377,7 +378,10 @@ def insert_one_params(jobs: NewJobs) -> dict[str, Any]:
     request = jobs.requests[0]
     params = _row(request)
     params["id"] = jobs.ids[0]
-    params["arguments"] = json(jobs.arguments[0])
+    arguments = jobs.arguments[0]
+    params["arguments"] = (
+        _NO_ARGUMENTS_JSON if arguments is NO_ARGUMENTS else jsonlib.dumps(arguments)
+    )
     params["labels"] = list(request.options.labels) or None
     params["channel"] = CHANNEL
     return params
