@@ -130,3 +130,5 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
         workers.kill_all()
         embedded.stop(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+        # the lock file embedded keeps beside the data folder, or one is left per run
+        (data_dir.parent / f".{data_dir.name}.lock").unlink(missing_ok=True)
