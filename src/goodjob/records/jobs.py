@@ -238,9 +238,9 @@ class EnqueuedJobs(Sequence[Job]):
     """The handles of a batch just inserted, in the order of its requests, built when first read.
 
     A caller enqueueing thousands of jobs often keeps none of their handles. Built at once, they
-    were two objects per job for Python's garbage collector to trace, with the batch's others:
-    its collections and building the handles took a third of a 1,000-job ``enqueue_all`` (issue
-    5). Compares equal to a list of the same jobs.
+    were two objects per job for Python's garbage collector to trace, with the batch's others
+    (issue 5: without them, and with calls without arguments sharing one encoded value, a
+    1,000-job batch went from 10.3 to 8.0 ms). Compares equal to a list of the same jobs.
     """
 
     __hash__ = None  # type: ignore[assignment]  # like a list: equal to one, so unhashable
