@@ -123,7 +123,7 @@ def decode(data: Any) -> Any:
 def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """A job's call arguments, as stored in ``goodjob_jobs.arguments``."""
     try:
-        # Calls without arguments skip the copying calls (a batch's per-job client time).
+        # Empty args or kwargs skip the copying calls (a batch's per-job client time).
         return {
             "args": [_encode_fast(a) for a in args] if args else [],
             "kwargs": _encode_fast(kwargs) if kwargs else {},

@@ -175,7 +175,7 @@ class Job:
             fields = shared.copy()
             fields["id"] = job_id
             if arguments is NO_ARGUMENTS:  # shared by the batch: each handle gets its own
-                arguments = {"args": [], "kwargs": {}}
+                arguments = encode_arguments((), {})
             fields["arguments"] = arguments
             job = new(cls)
             set_(job, "__dict__", fields)
@@ -281,7 +281,7 @@ class EnqueuedJobs(Sequence[Job]):
 # What a call without arguments stores. A batch's calls without arguments all refer to this one
 # value, so they add no objects for the garbage collector to trace (issue 5); it is only ever
 # dumped, never handed out (Job.enqueued gives each handle its own).
-NO_ARGUMENTS: dict[str, Any] = {"args": [], "kwargs": {}}
+NO_ARGUMENTS: dict[str, Any] = encode_arguments((), {})
 _NO_ARGUMENTS_JSON = jsonlib.dumps(NO_ARGUMENTS)  # a single enqueue's, dumped once
 
 
