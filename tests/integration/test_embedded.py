@@ -37,6 +37,14 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
+def recorded_socket_dir(data_dir: Path) -> Path | None:
+    """The socket folder the server on ``data_dir`` recorded (line 5 of postmaster.pid)."""
+    try:
+        return Path(data_dir.joinpath("postmaster.pid").read_text().splitlines()[4])
+    except (OSError, IndexError):
+        return None
+
+
 def postmasters(data_dir: Path) -> list[int]:
     """Processes running ``postgres -D data_dir``: the server (its backends rename themselves)."""
     found = []
@@ -70,15 +78,24 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """A fresh data folder under /tmp; any server left on it is shut down afterwards."""
+    """A fresh data folder under /tmp; any server left on it (or on a folder inside it) is shut
+    down afterwards, and a socket folder of its own in /tmp removed."""
     base = Path(tempfile.mkdtemp(prefix="goodjob-embedded-", dir="/tmp"))
     folder = base / "pg data"  # a space: the URL and the server's command line must quote it
     yield folder
-    pid = postmaster_pid(folder)
+    for pid_file in base.rglob("postmaster.pid"):
+        shut_down(pid_file.parent)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def shut_down(server_dir: Path) -> None:
+    """Stop a server a test left running, and remove its socket folder in /tmp."""
+    pid, socket_dir = postmaster_pid(server_dir), recorded_socket_dir(server_dir)
     if pid is not None and alive(pid):
         os.kill(pid, signal.SIGINT)  # "fast" shutdown, whoever the server runs as
         wait_until(lambda: not alive(pid), timeout=30, message="the server to stop")
-    shutil.rmtree(base, ignore_errors=True)
+    if socket_dir is not None and socket_dir.name.startswith("goodjob-pg-"):
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def goodjob_db(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -155,15 +172,18 @@ def test_the_db_commands(data_dir: Path) -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     pid = postmaster_pid(deep)
+    socket_dir = recorded_socket_dir(deep)
+    assert socket_dir is not None
+    assert socket_dir.is_dir()
 
     stopped = goodjob_db("stop", data_dir=deep)
     assert stopped.returncode == 0
     assert stopped.stdout.strip() == "stopped"
     assert pid is not None
     assert not alive(pid)
+    assert not socket_dir.exists()  # goodjob removes the socket folder it made in /tmp
     assert goodjob_db("status", data_dir=deep).returncode == 3
     assert goodjob_db("stop", data_dir=deep).stdout.strip() == "was not running"
-    shutil.rmtree(embedded._socket_dir(deep.resolve()), ignore_errors=True)
 
 
 def test_db_url_prints_a_configured_url_without_starting_anything(data_dir: Path) -> None:

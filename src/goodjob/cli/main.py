@@ -212,14 +212,15 @@ def db_status() -> None:
     if server is None:
         console.print(f"stopped ({data_dir})")
         sys.exit(3)
-    console.print(f"running ({data_dir})\n{server.url()}")
+    # soft_wrap: the URL (it names the password file) must stay one line, to be copied whole.
+    console.print(f"running ({data_dir})\n{server.url()}", soft_wrap=True)
 
 
 @db.command("start")
 def db_start() -> None:
     """Start the embedded server (creating its data folder on first use)."""
     server = embedded.ensure_running(_data_dir())
-    console.print(f"running ({server.data_dir})\n{server.url()}")
+    console.print(f"running ({server.data_dir})\n{server.url()}", soft_wrap=True)
 
 
 @db.command("stop")
