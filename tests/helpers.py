@@ -34,3 +34,14 @@ def sql(url: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         cur = conn.execute(statement, params)
         return cur.fetchall() if cur.description else []
+
+
+def nested(depth: int) -> list[Any]:
+    """A list nested ``depth`` deep, built without recursion."""
+    root: list[Any] = []
+    inner = root
+    for _ in range(depth - 1):
+        child: list[Any] = []
+        inner.append(child)
+        inner = child
+    return root

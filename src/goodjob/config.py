@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -39,6 +40,10 @@ DEFAULT_PROCESS_EXPIRED_SECONDS = 300.0  # heartbeat-only rows are dead after th
 # Not in GoodJob: its sweep runs with the heartbeat (30 s). A one-second sweep is what makes
 # recovery after kill -9 take seconds, and it is one small query per process per second.
 DEFAULT_SWEEP_INTERVAL = 1.0
+# Not in GoodJob: the largest encoded arguments (or result) one job may carry. Postgres takes up
+# to 255 MB of jsonb, but every claim reads the arguments, and a queue row of megabytes is a
+# mistake more often than a design (issue 11).
+DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
 
 LockStrategy = Literal["skiplocked", "advisory", "hybrid"]
 PreserveJobRecords = Literal["always", "never", "on_unhandled_error"]
@@ -93,12 +98,23 @@ class Settings:
     probe_port: int | None = field(
         default=None, metadata=_help("port of the HTTP health probe server")
     )
+    probe_host: str = field(
+        default="0.0.0.0",
+        metadata=_help(
+            "address the probe server listens on; every interface by default, as orchestrators"
+            " such as Kubernetes probe the pod IP (127.0.0.1 keeps it local)"
+        ),
+    )
     preserve_job_records: PreserveJobRecords = field(
         default="always",
         metadata=_help("keep finished jobs: always, never or on_unhandled_error"),
     )
     retry_on_unhandled_error: bool = field(
         default=False, metadata=_help("retry jobs whose error no retry policy handles")
+    )
+    max_payload_bytes: int = field(
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        metadata=_help("largest JSON encoding of one job's arguments, or of its result, in bytes"),
     )
     cleanup_preserved_jobs_before_seconds_ago: float = field(
         default=DEFAULT_CLEANUP_PRESERVED_JOBS_BEFORE_SECONDS_AGO,
@@ -202,14 +218,21 @@ def coerce(name: str, value: Any) -> Any:
         if kind is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # issue 11: an interval of NaN or infinity
+                raise ValueError
+            return number
         if name == "preserve_job_records" and isinstance(value, bool):
             return "always" if value else "never"
         if name == "preserve_job_records" and str(value).lower() in _TRUE | _FALSE:
             return "always" if str(value).lower() in _TRUE else "never"
         return str(value).strip() if name != "database_url" else str(value)
     except (TypeError, ValueError):
-        wanted = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
+        wanted = {
+            bool: "true or false",
+            int: "a whole number",
+            float: "a number, not NaN or infinity",
+        }.get(kind, "text")
         raise ConfigurationError(
             f"{name} ({env_name(name)}) = {value!r} is not valid: expected {wanted}"
         ) from None
@@ -227,12 +250,16 @@ def _validate(s: Settings) -> None:
         raise bad("max_threads", "must be a whole number of at least 1")
     if not (s.poll_interval > 0 or s.poll_interval == -1):
         raise bad("poll_interval", "must be a positive number of seconds, or -1 to disable")
+    if s.max_payload_bytes < 1_000:
+        raise bad("max_payload_bytes", "must be at least 1000 bytes")
     if s.max_cache < 0:
         raise bad("max_cache", "must be 0 or more")
     if s.idle_timeout < 0:
         raise bad("idle_timeout", "must be 0 (never) or a positive number of seconds")
     if s.probe_port is not None and not 0 <= s.probe_port <= 65535:
         raise bad("probe_port", "must be a TCP port from 0 to 65535")
+    if not s.probe_host.strip():
+        raise bad("probe_host", "must be an address to listen on, e.g. 0.0.0.0 or 127.0.0.1")
     if s.preserve_job_records not in PRESERVE_CHOICES:
         raise bad("preserve_job_records", f"must be one of {', '.join(PRESERVE_CHOICES)}")
     if s.lock_strategy not in LOCK_STRATEGIES:

@@ -4,8 +4,12 @@ GoodJob's advisory strategies hold a session advisory lock on the job's id while
 claim itself is always ``locked_by_id`` (DESIGN section 1); the advisory lock is held on top of
 it, so that while a job's code is still running somewhere (even in a worker whose claim was swept
 away after a stalled heartbeat) no other worker claims it: the claim statement passes over jobs
-whose lock is held. The cost is one dedicated connection per running job; idle ones are kept for
-reuse, up to :data:`MAX_IDLE`.
+whose lock is held.
+
+Every lock of the process is held on one dedicated connection, taken and released a batch at a
+time, so the strategy costs one connection per process whatever its thread count (issue 11: it
+used to open one per claimed job, 25 for a 5-thread pool draining a backlog). When that
+connection dies its locks go with it; the claims stay fenced by ``locked_by_id``.
 """
 
 from __future__ import annotations
@@ -13,23 +17,22 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Iterable
 
 from goodjob.db import Database, DedicatedConnection
 from goodjob.errors import DatabaseError
 
 logger = logging.getLogger("goodjob.job_locks")
 
-MAX_IDLE = 5  # idle lock connections kept open for the next jobs
-
 
 class JobLocks:
-    """Session advisory locks on job ids, each on a connection of its own while held."""
+    """Session advisory locks on job ids, all on one connection of this process."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._mutex = threading.Lock()
-        self._held: dict[uuid.UUID, DedicatedConnection] = {}
-        self._idle: list[DedicatedConnection] = []
+        self._mutex = threading.Lock()  # one statement at a time on the connection
+        self._conn: DedicatedConnection | None = None
+        self._held: set[uuid.UUID] = set()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -38,51 +41,51 @@ class JobLocks:
         """Whether this process holds the advisory lock of ``job_id``."""
         return job_id in self._held
 
-    def acquire(self, job_id: uuid.UUID) -> bool:
-        """Take the job's lock on a free connection; False when another session holds it."""
+    def acquire(self, job_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Take the locks of ``job_ids`` in one statement; the ids whose lock was free."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
         with self._mutex:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.closed:
-            conn = self._database.dedicated("job-lock")
-        try:
-            locked = bool(conn.execute("job_advisory_lock", {"id": job_id})[0]["locked"])
-        except BaseException:
-            conn.close()
-            raise
-        with self._mutex:
-            if locked:
-                self._held[job_id] = conn
-            else:
-                self._park(conn)
+            conn = self._connection()
+            try:
+                rows = conn.execute("job_advisory_lock", {"ids": ids})
+            except DatabaseError:
+                self._lost()
+                raise
+            locked = {row["id"] for row in rows}
+            self._held |= locked
         return locked
 
-    def release(self, job_id: uuid.UUID) -> None:
-        """Release the job's lock if this process holds it (closing the connection on error)."""
+    def release(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Release the locks of ``job_ids`` that this process holds, in one statement."""
         with self._mutex:
-            conn = self._held.pop(job_id, None)
-        if conn is None:
-            return
-        try:
-            conn.execute("job_advisory_unlock", {"id": job_id})
-        except DatabaseError as exc:
-            # A broken connection has lost the lock with its session: nothing is left held.
-            logger.warning("job lock release failed: %s", exc, extra={"job_id": str(job_id)})
-            conn.close()
-            return
-        with self._mutex:
-            self._park(conn)
+            ids = [job_id for job_id in job_ids if job_id in self._held]
+            if not ids or self._conn is None:
+                return
+            try:
+                self._conn.execute("job_advisory_unlock", {"ids": ids})
+            except DatabaseError as exc:
+                # A broken connection has lost every lock with its session: none is left held.
+                logger.warning("job lock release failed: %s", exc, extra={"action": "unlock"})
+                self._lost()
+                return
+            self._held.difference_update(ids)
 
-    def _park(self, conn: DedicatedConnection) -> None:
-        if len(self._idle) < MAX_IDLE and not conn.closed:
-            self._idle.append(conn)
-        else:
-            conn.close()
+    def _connection(self) -> DedicatedConnection:
+        if self._conn is None or self._conn.closed:
+            self._lost()
+            self._conn = self._database.dedicated("job-locks")
+        return self._conn
+
+    def _lost(self) -> None:
+        """The connection is gone or unusable: so are the locks its session held."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._held.clear()
 
     def close(self) -> None:
-        """Close every connection; the locks they held go with their sessions."""
+        """Close the connection; the locks it held go with its session."""
         with self._mutex:
-            conns = [*self._held.values(), *self._idle]
-            self._held.clear()
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
+            self._lost()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from goodjob.context import JobContext, reset_current, set_current
-from goodjob.db import CHANNEL, json
+from goodjob.db import CHANNEL, json_text
 from goodjob.errors import (
     Error,
     JobInterrupted,
@@ -32,7 +32,7 @@ from goodjob.errors import (
     UnknownTaskError,
 )
 from goodjob.queues import QueueSelection
-from goodjob.serialization import decode_arguments, encode
+from goodjob.serialization import clean_text, dump_result, load_arguments
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
@@ -50,14 +50,15 @@ class ClaimedJob:
     queue_name: str
     priority: int
     task_name: str
-    arguments: dict[str, Any]
+    arguments: str  # JSON text, decoded by the thread that runs the job
     scheduled_at: dt.datetime
     attempt: int
     labels: tuple[str, ...]
     interrupted: bool
+    claimed_at: float = 0.0  # time.monotonic() when the claim returned
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ClaimedJob:
+    def from_row(cls, row: dict[str, Any], claimed_at: float = 0.0) -> ClaimedJob:
         return cls(
             id=row["id"],
             queue_name=row["queue_name"],
@@ -68,17 +69,19 @@ class ClaimedJob:
             attempt=row["executions_count"],
             labels=tuple(row["labels"] or ()),
             interrupted=row["interrupted"],
+            claimed_at=claimed_at,
         )
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one attempt ended, ready to be recorded."""
+    """How one attempt ended, ready to be recorded. Its texts are already in a form Postgres
+    accepts (see :func:`describe_error`), its result already JSON text."""
 
     job: ClaimedJob
     kind: Kind
     duration: float
-    result: Any = None
+    result: str | None = None
     error: str | None = None
     error_event: str | None = None
     backtrace: str | None = None
@@ -91,14 +94,36 @@ class Outcome:
         return self.error is not None
 
 
-def _describe(error: BaseException) -> str:
+MAX_ERROR_CHARS = 10_000  # an error message is cut here when stored
+MAX_BACKTRACE_CHARS = 100_000  # a backtrace likewise (a deep recursion's can be megabytes)
+
+
+def describe_error(error: BaseException) -> str:
+    """``module.Type: message`` for the error column, storable whatever the error holds.
+
+    Never raises: an error whose ``str()`` raises, or whose message holds NUL characters or lone
+    surrogates, is still described (issue 11: a NUL in a message jammed the completer).
+    """
     kind = type(error)
     name = (
         kind.__qualname__
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
-    return f"{name}: {error}"
+    try:
+        message = str(error)
+    except Exception as exc:
+        message = f"<its message could not be read: str() raised {type(exc).__name__}>"
+    return clean_text(f"{name}: {message}", MAX_ERROR_CHARS)
+
+
+def format_backtrace(error: BaseException) -> str:
+    """The error's traceback as stored on the execution; never raises (see describe_error)."""
+    try:
+        text = "".join(traceback.format_exception(error))
+    except Exception:  # e.g. RecursionError on a chain of causes thousands long
+        text = describe_error(error) + "\n(the traceback could not be formatted)"
+    return clean_text(text, MAX_BACKTRACE_CHARS)
 
 
 def classify(
@@ -177,27 +202,23 @@ class Performer:
         rows = self.gj.database.execute(
             "jobs_claim", self.claim_params(process_id), fragments=self.claim_fragments(limit)
         )
-        claimed = [ClaimedJob.from_row(row) for row in rows]
-        if not self._advisory:
+        now = time.monotonic()
+        claimed = [ClaimedJob.from_row(row, now) for row in rows]
+        if not self._advisory or not claimed:
             return claimed
-        kept = []
-        for job in claimed:
-            try:
-                locked = self.gj.job_locks.acquire(job.id)
-            except BaseException:
-                # No lock connection (database trouble): give every claim of this batch back
-                # rather than run some unlocked; if even that fails, this process's
-                # unregistration (or the sweep once it is gone) releases them.
-                with contextlib.suppress(Error):
-                    self._unclaim(process_id, claimed)
-                raise
-            if locked:
-                kept.append(job)
-            else:
-                # Race: between the claim's look at pg_locks and now, another session took the
-                # job's lock (a zombie still running it). Undo the claim; it runs later.
-                self._unclaim(process_id, [job])
-        return kept
+        try:
+            locked = self.gj.job_locks.acquire(job.id for job in claimed)
+        except BaseException:
+            # No lock connection (database trouble): give every claim of this batch back rather
+            # than run some unlocked; if even that fails, this process's unregistration (or the
+            # sweep once it is gone) releases them.
+            with contextlib.suppress(Error):
+                self._unclaim(process_id, claimed)
+            raise
+        # Race: between the claim's look at pg_locks and now, another session took a job's lock
+        # (a zombie still running it). Undo those claims; they run later.
+        self._unclaim(process_id, [job for job in claimed if job.id not in locked])
+        return [job for job in claimed if job.id in locked]
 
     def unclaim(self, jobs: Sequence[ClaimedJob]) -> None:
         """Give back claims of jobs that never started (claimed ahead, then shutdown), as if
@@ -211,34 +232,81 @@ class Performer:
             )
 
     def _unclaim(self, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> None:
+        if self._advisory:
+            self.gj.job_locks.release(job.id for job in jobs)
         for job in jobs:
-            if self._advisory:
-                self.gj.job_locks.release(job.id)
             self.gj.database.execute(
                 "jobs_unclaim", {"id": job.id, "process_id": process_id, "attempt": job.attempt}
             )
 
+    def still_claimed(self, job: ClaimedJob) -> bool:
+        """Whether this process still holds its claim of ``job`` (for a job claimed ahead that
+        waited before a thread started it: its claim may have been swept away meanwhile)."""
+        row = self.gj.database.fetchone(
+            "job_claim_held",
+            {"id": job.id, "process_id": self.gj.tracker.process_id, "attempt": job.attempt},
+        )
+        return bool(row and row["held"])
+
     def release_locks(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Drop the advisory locks of jobs whose claims are released without :meth:`complete`
         (e.g. interrupted at shutdown). A no-op under the skiplocked strategy."""
-        for job_id in job_ids:
-            self.gj.job_locks.release(job_id)
+        self.gj.job_locks.release(job_ids)
 
     # -- running ------------------------------------------------------------------------------
 
     def perform(self, job: ClaimedJob) -> Outcome:
-        """Run one claimed job and classify how it ended. Holds no database connection."""
+        """Run one claimed job and classify how it ended. Holds no database connection.
+
+        Always returns an outcome (issue 11): whatever the task, its arguments, its result or
+        its error do, the worker thread goes on to its next job. Only the interruption that
+        stops the thread (shutdown) and KeyboardInterrupt pass through.
+        """
         started = time.monotonic()
+        try:
+            return self._perform(job, started)
+        except (JobInterrupted, KeyboardInterrupt):
+            raise
+        except BaseException as error:
+            # Not the task's own error (that is classified in _perform) but what goodjob ran
+            # around it: a retry policy's wait function, an error handler that raised a
+            # BaseException. The job ends visibly instead of taking the thread down.
+            logger.exception("could not classify the outcome", extra={"job_id": str(job.id)})
+            return Outcome(
+                job,
+                "discarded",
+                time.monotonic() - started,
+                error=describe_error(error),
+                error_event="unhandled",
+                backtrace=format_backtrace(error),
+                exception=error,
+            )
+
+    def _perform(self, job: ClaimedJob, started: float) -> Outcome:
         task = self.gj.tasks.get(job.task_name)
+        try:
+            args, kwargs = load_arguments(job.arguments)
+        except SerializationError as error:
+            # Written by something other than goodjob's enqueue, or by an older version: the
+            # job can never run, so it ends here, whatever its retry policy says.
+            return Outcome(
+                job,
+                "discarded",
+                time.monotonic() - started,
+                error=describe_error(error),
+                error_event="discarded",
+                backtrace=format_backtrace(error),
+                exception=error,
+            )
         try:
             if task is None:
                 raise UnknownTaskError(
                     f"no task named {job.task_name!r} is registered on this worker's app; "
                     "deploy it and retry the job"
                 )
-            value = self._run(task, job)
+            value = self._run(task, job, args, kwargs)
         except BaseException as error:
-            if isinstance(error, KeyboardInterrupt | SystemExit):
+            if isinstance(error, KeyboardInterrupt):
                 raise
             if task is not None and task.handle is not None and isinstance(error, Exception):
                 try:
@@ -251,9 +319,9 @@ class Performer:
                         job,
                         "succeeded",
                         time.monotonic() - started,
-                        error=_describe(error),
+                        error=describe_error(error),
                         error_event="handled",
-                        backtrace="".join(traceback.format_exception(error)),
+                        backtrace=format_backtrace(error),
                         exception=error,
                     )
             kind, event, wait = classify(self.gj, task, job, error)
@@ -261,21 +329,32 @@ class Performer:
                 job,
                 kind,
                 time.monotonic() - started,
-                error=_describe(error),
+                error=describe_error(error),
                 error_event=event,
                 wait=wait,
                 exception=error,
-                backtrace="".join(traceback.format_exception(error)),
+                backtrace=format_backtrace(error),
             )
+        duration = time.monotonic() - started
         try:
-            result = encode(value, "result")
-        except SerializationError as exc:
-            logger.warning("result not stored: %s", exc, extra={"job_id": str(job.id)})
-            result = None
-        return Outcome(job, "succeeded", time.monotonic() - started, result=result)
+            result = dump_result(value, self.gj.settings.max_payload_bytes)
+        except SerializationError as error:
+            # The task's work is done and must not run again: the job succeeds without its
+            # result, and the execution says why (issue 11).
+            logger.warning("result not stored: %s", error, extra={"job_id": str(job.id)})
+            return Outcome(
+                job,
+                "succeeded",
+                duration,
+                error=describe_error(error),
+                error_event="result_refused",
+                exception=error,
+            )
+        return Outcome(job, "succeeded", duration, result=result)
 
-    def _run(self, task: Task[Any, Any], job: ClaimedJob) -> Any:
-        args, kwargs = decode_arguments(job.arguments)
+    def _run(
+        self, task: Task[Any, Any], job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
         ctx = JobContext(
             job.id, job.task_name, job.queue_name, job.attempt, job.interrupted, self.shutdown
         )
@@ -329,7 +408,9 @@ class Performer:
             "ids": [o.job.id for o in outcomes],
             "attempts": [o.job.attempt for o in outcomes],
             "kinds": [o.kind for o in outcomes],
-            "results": [json(o.result) if o.kind == "succeeded" else None for o in outcomes],
+            "results": [
+                json_text(o.result or "null") if o.kind == "succeeded" else None for o in outcomes
+            ],
             "errors": [o.error for o in outcomes],
             "error_events": [o.error_event for o in outcomes],
             "backtraces": [o.backtrace for o in outcomes],

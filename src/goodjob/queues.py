@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from goodjob.errors import QueueStringError
+from goodjob.errors import ConfigurationError, QueueStringError
 
 Mode = Literal["all", "include", "exclude", "ordered"]
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+\Z")  # \Z: "$" would accept a trailing newline
 
 _FILTERS: dict[Mode, str] = {
     "all": "",
@@ -27,6 +27,17 @@ _FILTERS: dict[Mode, str] = {
 # filters, so one claim from a small queue reads the whole backlog of every other queue ahead of
 # it (100,000 due jobs elsewhere: 53.6 ms per claim instead of 0.2 ms; issue 5).
 _ONE_QUEUE = "AND j.queue_name = (%(queues)s::text[])[1]"
+
+
+def check_queue_name(queue: object) -> str:
+    """``queue`` if a queue string can name it; a ConfigurationError otherwise (issue 11: a job
+    on a queue that no ``--queues`` selection can name runs only under ``*``)."""
+    if not isinstance(queue, str) or not _NAME.match(queue) or queue[0] in "+-":
+        raise ConfigurationError(
+            f"queue name {queue!r} is not valid: use letters, digits, '_', '-' or '.',"
+            " not starting with '+' or '-'"
+        )
+    return queue
 
 
 @dataclass(frozen=True)

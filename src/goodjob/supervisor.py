@@ -66,6 +66,7 @@ def run_worker(
             gj.settings.probe_port,
             started=lambda: capsule.started and not capsule.stopped,
             connected=lambda: capsule.connected,
+            host=gj.settings.probe_host,
         )
         server.start()
     systemd = SystemdNotifier(connected=lambda: capsule.connected)
@@ -121,6 +122,7 @@ class Supervisor:
                 self.gj.settings.probe_port,
                 started=self._all_started,
                 connected=self._all_connected,
+                host=self.gj.settings.probe_host,
             )
             server.start()
         ready_sent = False

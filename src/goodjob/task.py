@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from goodjob.errors import ConfigurationError
+from goodjob.queues import check_queue_name
 from goodjob.retry import Retry
+from goodjob.serialization import unstorable_text
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
@@ -28,26 +30,14 @@ R = TypeVar("R")
 ErrorHandler = Callable[[BaseException], Any]
 
 DEFAULT_QUEUE = "default"
-_QUEUE_FORBIDDEN = set(",;:*+- \t\n")
-
-
-def check_queue_name(queue: str) -> str:
-    if (
-        not isinstance(queue, str)
-        or not queue
-        or queue[0] in "+-"
-        or _QUEUE_FORBIDDEN & set(queue.replace("-", ""))
-    ):
-        raise ConfigurationError(
-            f"queue name {queue!r} is not valid: use letters, digits, '_', '-' or '.',"
-            " not starting with '+' or '-'"
-        )
-    return queue
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)  # the column is a Postgres integer
+MAX_WAIT = 100 * 365.25 * 24 * 3600.0  # seconds: a job scheduled further ahead is a mistake
 
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """What a task, or one call of it, is enqueued with."""
+    """What a task, or one call of it, is enqueued with. Checked when made, so a bad value fails
+    where it was written, with a message naming it (issue 11), not as a database error."""
 
     queue: str = DEFAULT_QUEUE
     priority: int = 0
@@ -59,18 +49,41 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        low, high = PRIORITY_RANGE
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise ConfigurationError(f"priority {self.priority!r} is not valid: use a whole number")
-        if isinstance(self.wait, dt.timedelta):
-            object.__setattr__(self, "wait", self.wait.total_seconds())
-        if self.run_at is not None and self.run_at.tzinfo is None:
+        if not low <= self.priority <= high:
             raise ConfigurationError(
-                f"run_at {self.run_at!r} has no time zone: pass an aware datetime"
+                f"priority {self.priority} is out of range: use {low:,} to {high:,}"
             )
-        if isinstance(self.labels, str):
-            object.__setattr__(self, "labels", (self.labels,))
-        else:
-            object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "wait", _seconds(self.wait))
+        if self.run_at is not None:
+            if not isinstance(self.run_at, dt.datetime):
+                raise ConfigurationError(f"run_at {self.run_at!r} is not valid: use a datetime")
+            if self.run_at.utcoffset() is None:
+                raise ConfigurationError(
+                    f"run_at {self.run_at!r} has no time zone: pass an aware datetime"
+                )
+        labels = (self.labels,) if isinstance(self.labels, str) else tuple(self.labels)
+        for label in labels:
+            if not isinstance(label, str) or not label or unstorable_text(label):
+                raise ConfigurationError(
+                    f"label {label!r} is not valid: use non-empty text without NUL characters"
+                )
+        object.__setattr__(self, "labels", labels)
+
+
+def _seconds(wait: object) -> float:
+    """``wait`` (seconds or a timedelta) as seconds; a ConfigurationError naming what is wrong."""
+    if isinstance(wait, dt.timedelta):
+        wait = wait.total_seconds()
+    if not isinstance(wait, int | float) or isinstance(wait, bool):
+        raise ConfigurationError(f"wait {wait!r} is not valid: use seconds or a timedelta")
+    if not 0 <= wait <= MAX_WAIT:  # NaN fails every comparison
+        raise ConfigurationError(
+            f"wait {wait!r} is not valid: use 0 to {MAX_WAIT:,.0f} seconds (100 years)"
+        )
+    return float(wait)
 
 
 class JobRequest(NamedTuple):

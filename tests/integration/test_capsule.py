@@ -347,3 +347,34 @@ def test_a_poll_woken_pool_ramps_up_to_all_its_threads(make_app: Any) -> None:
     finally:
         gj.shutdown()
     assert peak == 4
+
+
+@pytest.mark.parametrize("skew", [-30.0, 30.0])
+def test_a_worker_whose_clock_is_off_starts_jobs_on_the_database_clock(
+    make_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    """Issue 11 (DESIGN 1.3): the wake-up timers follow the database's clock. With this
+    process's clock 30 s behind or ahead, a job due now and one due in a second start within
+    half a second of their time, not at the next poll (30 s away)."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + skew)
+    gj: GoodJob = make_app(poll_interval=30)
+
+    @gj.task
+    def tick() -> None: ...
+
+    gj.start()
+    try:
+        now = tick.enqueue()
+        later = tick.using(wait=1.0).enqueue()
+        wait_until(
+            lambda: gj.job(now.id).finished and gj.job(later.id).finished,
+            timeout=10,
+            message="both jobs to run",
+        )
+    finally:
+        gj.shutdown()
+    for job in (gj.job(now.id), gj.job(later.id)):
+        assert job.scheduled_at is not None
+        assert job.performed_at is not None
+        assert job.performed_at - job.scheduled_at < dt.timedelta(seconds=0.5)

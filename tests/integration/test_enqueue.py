@@ -12,11 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from goodjob import ConfigurationError, DatabaseError, GoodJob, SerializationError
 from goodjob.db import Database
 from goodjob.records import jobs as job_records
 from tests.helpers import sql
+from tests.strategies import any_text, same, values
 
 # The COPY path is taken from this many jobs on in these tests (the real threshold is far higher,
 # and tests of both paths should stay quick).
@@ -434,3 +437,28 @@ def test_without_pipeline_mode_a_batch_is_one_statement(
     handles = gj.enqueue_all([noop.prepare(n) for n in range(MULTI_PART)])
     assert count_jobs(database_url) == MULTI_PART
     assert gj.job(handles[-1].id).args == [MULTI_PART - 1]
+
+
+def _accept_anything(*args: Any, **kwargs: Any) -> None: ...
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(args=st.lists(values, max_size=3), kwargs=st.dictionaries(any_text, values, max_size=3))
+def test_any_arguments_come_back_from_the_database_or_are_refused_at_enqueue(
+    gj: GoodJob, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """Issue 11: through a real enqueue and jsonb, arguments round-trip or the enqueue raises
+    SerializationError; never another exception, never a DatabaseError with Postgres's text."""
+
+    target = gj.tasks.get("property") or gj.task(name="property")(_accept_anything)
+    try:
+        job = target.enqueue(*args, **kwargs)
+    except SerializationError:
+        return
+    stored = gj.job(job.id)
+    assert same(stored.args, list(args))
+    assert same(stored.kwargs, kwargs)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from goodjob import GoodJob, current_job
 from goodjob.performer import Outcome, Performer
+from goodjob.queues import parse_selection
 from goodjob.records import processes
+from goodjob.runtime.scheduler import VERIFY_AFTER
 from tests.helpers import sql, wait_until
 
 
@@ -165,3 +170,66 @@ def test_an_unstarted_claim_given_back_leaves_no_attempt(
         assert performer_b.complete([performer_b.perform(claimed_b)]) == {job.id}
     assert runs == [{"attempt": 1, "interrupted": False}]
     assert sql(database_url, executions, [job.id])[0][0] == 1
+
+
+def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahead(
+    make_app: type[GoodJob], database_url: str
+) -> None:
+    """Issue 11: jobs claimed ahead wait in the pool's buffer. When the process's claims are
+    swept away meanwhile (its row judged dead) and another worker runs those jobs, this worker
+    must not run them as well: the fence would reject its records, not its side effects."""
+    gj = make_app(max_threads=1, poll_interval=30)
+    other = make_app()
+    gate = threading.Event()
+    runs: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def note(name: str) -> None:
+        with lock:
+            runs[name] += 1
+
+    for app in (gj, other):
+
+        @app.task(name="blocker")
+        def blocker() -> None:
+            gate.wait(10)
+
+        @app.task(name="quick")
+        def quick(name: str) -> None:
+            note(name)
+
+    gj.tasks["blocker"].using(queue="slow", priority=-10).enqueue()
+    gj.enqueue_all([gj.tasks["quick"].using(queue="fast").prepare(f"q{n}") for n in range(4)])
+    gj.start()
+    try:
+        wait_until(
+            lambda: (
+                sql(
+                    database_url, "SELECT count(*) FROM goodjob_jobs WHERE locked_by_id IS NOT NULL"
+                )[0][0]
+                == 5
+            ),
+            message="the blocker running and four jobs claimed ahead",
+        )
+        # The process is judged dead (its heartbeat expired) while its buffer waits: another
+        # process's sweep releases its claims.
+        sql(
+            database_url,
+            "UPDATE goodjob_processes SET lock_type = NULL,"
+            " updated_at = now() - interval '1 hour' WHERE id = %s",
+            (gj.tracker.process_id,),
+        )
+        assert processes.sweep(other.database).released_jobs == 5
+        assert Performer(other, parse_selection("fast")).drain() == 4
+        [pool] = gj._capsule.schedulers
+        wait_until(
+            lambda: time.monotonic() - pool._pending[0].claimed_at > VERIFY_AFTER,
+            message="the jobs claimed ahead to have waited",
+        )
+        gate.set()
+        # Give the worker's thread the time to take (and, before the fix, run) the buffer.
+        wait_until(lambda: all(s.idle for s in gj._capsule.schedulers), timeout=10)
+    finally:
+        gate.set()
+        gj.shutdown()
+    assert runs == Counter({f"q{n}": 1 for n in range(4)})

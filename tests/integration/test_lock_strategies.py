@@ -201,8 +201,41 @@ def test_a_lost_lock_race_gives_the_claim_back(
 
     job = work.enqueue()
     # Another session takes the job's lock between the claim statement and our lock attempt.
-    monkeypatch.setattr(gj.job_locks, "acquire", lambda job_id: False)
+    monkeypatch.setattr(gj.job_locks, "acquire", lambda job_ids: set())
     with gj.tracker.register():
         assert Performer(gj).claim() == []
     back = gj.job(job.id)
     assert (back.status, back.attempts, back.executions) == ("queued", 0, ())
+
+
+@pytest.mark.parametrize("strategy", ["advisory", "hybrid"])
+def test_one_connection_holds_every_advisory_lock_of_a_process(
+    make_app: type[GoodJob], database_url: str, strategy: str
+) -> None:
+    """Issue 11: the advisory strategies used to open a connection per claimed job (25 for a
+    5-thread pool draining a backlog); one per process holds them all now."""
+    gj = make_app(lock_strategy=strategy, max_threads=5, poll_interval=30)
+    gate = threading.Event()
+    running: list[int] = []
+
+    @gj.task
+    def hold(n: int) -> None:
+        running.append(n)
+        gate.wait(10)
+
+    gj.enqueue_all([hold.prepare(n) for n in range(60)])
+    gj.start()
+    try:
+        wait_until(lambda: len(running) >= 5, message="five jobs running")
+        lock_sessions = sql(
+            database_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'goodjob:job-lock%%'",
+        )[0][0]
+        assert advisory_locks(database_url) >= 5 + 1  # the jobs' and the process row's
+        gate.set()
+        wait_until(lambda: len(gj.jobs(status="succeeded", limit=100)) == 60, timeout=30)
+    finally:
+        gate.set()
+        gj.shutdown()
+    assert lock_sessions == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import threading
 import time
 
@@ -292,7 +293,7 @@ def test_claims_follow_the_queue_selection(gj: GoodJob, queues: str, expected: l
     with gj.tracker.register():
         claimed = performer.claim(10)
         performer.complete([performer.perform(job) for job in claimed])
-    assert [job.arguments["args"][0] for job in claimed] == expected
+    assert [json.loads(job.arguments)["args"][0] for job in claimed] == expected
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from goodjob import CapsuleTracker, GoodJob
 from goodjob.db import CHANNEL
 from goodjob.records import processes
-from tests.helpers import sql
+from tests.helpers import sql, wait_until
 
 
 def insert_process(
@@ -220,3 +221,46 @@ def test_the_processes_command_lists_live_and_dead(make_app: Any, database_url: 
     assert "yes" in mine
     assert str(os.getpid()) in mine
     assert "no" in theirs.split()
+
+
+def test_the_sweep_leaves_a_claim_made_by_a_process_that_registered_during_it(
+    make_app: Any, database_url: str
+) -> None:
+    """Issue 11: the sweep's snapshot cannot see a process row committed after it began. A job
+    that process claimed meanwhile, re-read by the sweep's update once the claim committed,
+    looked orphaned and was released under a live process."""
+    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
+    job = insert_job(database_url, uuid.uuid4())  # an orphan the sweep will want to release
+    sql(database_url, "UPDATE goodjob_jobs SET locked_at = now() - interval '1 minute'")
+    newcomer = uuid.uuid4()
+    with psycopg.connect(database_url, autocommit=True) as claimer:
+        claimer.execute("BEGIN")
+        claimer.execute("SELECT 1 FROM goodjob_jobs WHERE id = %s FOR UPDATE", (job,))
+        sweeping = threading.Thread(target=processes.sweep, args=(gj.database,))
+        sweeping.start()
+        # The sweep took its snapshot and now waits for the job's row lock.
+        wait_until(
+            lambda: (
+                sql(
+                    database_url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%%goodjob:processes_sweep%%'",
+                )[0][0]
+                == 1
+            ),
+            message="the sweep to wait for the row",
+        )
+        insert_process(database_url)  # someone else's, unrelated
+        sql(
+            database_url,
+            "INSERT INTO goodjob_processes (id, state) VALUES (%s, '{}')",
+            (newcomer,),
+        )
+        claimer.execute(
+            "UPDATE goodjob_jobs SET locked_by_id = %s, locked_at = clock_timestamp()"
+            " WHERE id = %s",
+            (newcomer, job),
+        )
+        claimer.execute("COMMIT")
+        sweeping.join(10)
+    assert locked_by(database_url, job) == newcomer

@@ -9,9 +9,21 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from goodjob.config import DEFAULT_MAX_PAYLOAD_BYTES
 from goodjob.errors import SerializationError
-from goodjob.serialization import decode, decode_arguments, encode, encode_arguments
+from goodjob.serialization import (
+    decode,
+    decode_arguments,
+    dumps_checked,
+    encode,
+    encode_arguments,
+    load_arguments,
+)
+from tests.helpers import nested
+from tests.strategies import any_text, same, values
 
 VALUES: list[Any] = [
     None,
@@ -80,3 +92,66 @@ def test_rejected_with_argument_and_type(
         encode_arguments(args, kwargs)
     assert fragment in str(info.value)
     assert isinstance(info.value, TypeError)  # callers catching TypeError see it too
+
+
+@settings(max_examples=500, deadline=None)
+@given(args=st.lists(values, max_size=3), kwargs=st.dictionaries(any_text, values, max_size=3))
+def test_any_arguments_round_trip_or_are_refused_with_a_serialization_error(
+    args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """Issue 11: whatever a caller passes, encoding either keeps it or raises
+    SerializationError; never a RecursionError, ValueError or another exception."""
+    try:
+        encoded = encode_arguments(tuple(args), kwargs)
+        text = dumps_checked([encoded], DEFAULT_MAX_PAYLOAD_BYTES, lambda index: "the job")[0]
+    except SerializationError:
+        return
+    [stored] = json.loads(text)
+    back_args, back_kwargs = decode_arguments(stored)
+    assert same(back_args, list(args))
+    assert same(back_kwargs, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("a\x00b", "NUL character"),
+        ("\udc80", "lone surrogate"),
+        ({"k\x00": 1}, "key that contains a NUL"),
+        (10**4001, "more than 4000 digits"),
+        (nested(70), "nested more than 64 levels deep"),
+    ],
+    ids=["nul", "surrogate", "nul-key", "huge-int", "deep"],
+)
+def test_what_postgres_cannot_store_is_refused_naming_the_argument(
+    value: Any, fragment: str
+) -> None:
+    with pytest.raises(SerializationError, match="argument 'x'") as info:
+        encode_arguments((), {"x": value})
+    assert fragment in str(info.value)
+
+
+def test_an_oversized_job_is_refused_naming_its_largest_argument() -> None:
+    with pytest.raises(SerializationError, match="max_payload_bytes limit of 1,000") as info:
+        dumps_checked([{"args": ["x" * 2_000]}], 1_000, lambda index: f"job {index}")
+    assert "job 0" in str(info.value)
+
+
+def test_floats_that_jsonb_would_turn_into_ints_are_tagged() -> None:
+    for value in (1e16, -3e300):
+        data = encode(value)
+        assert data == {"__goodjob__": "float", "value": repr(value)}
+        assert decode(data) == value
+        assert type(decode(data)) is float
+
+
+def test_stored_values_that_cannot_be_decoded_raise_serialization_error() -> None:
+    for stored in (
+        {"__goodjob__": "undecodable", "value": "nested too deep to decode"},
+        {"__goodjob__": "mystery", "value": "x"},
+        {"__goodjob__": "datetime", "value": "not a date"},
+    ):
+        with pytest.raises(SerializationError, match="cannot be decoded"):
+            decode(stored)
+    with pytest.raises(SerializationError, match="nested too deep to decode"):
+        load_arguments('{"args": [' + "[" * 5_000 + "]" * 5_000 + "]}")

@@ -195,7 +195,8 @@ def _statement_only(app: Any, tasks: Any, chunks: list[int]) -> float:
     the share of the server and the driver in an ``enqueue_all``, without goodjob's Python."""
     batches = [
         job_records.insert_params(
-            job_records.NewJobs.of([tasks.noop.prepare() for _ in range(count)])
+            job_records.NewJobs.of([tasks.noop.prepare() for _ in range(count)]),
+            app.settings.max_payload_bytes,
         )
         for count in chunks
     ]

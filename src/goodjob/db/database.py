@@ -8,6 +8,7 @@ so the pool stays small whatever the thread count.
 from __future__ import annotations
 
 import contextlib
+import json as jsonlib
 import logging
 import os
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from goodjob import embedded
@@ -97,9 +98,32 @@ def _check_if_idle(conn: PooledConnection) -> None:
         ConnectionPool.check_connection(conn)
 
 
+def _loads(text: str | bytes) -> Any:
+    """json.loads for goodjob's connections: a document nested too deep for Python comes back as
+    a tagged value that goodjob's decoder refuses with a clear error, instead of a RecursionError
+    that fails the whole read (issue 11: one such job made ``gj.job(id)`` unusable)."""
+    try:
+        return jsonlib.loads(text)
+    except RecursionError:
+        return {"__goodjob__": "undecodable", "value": "nested too deep to decode"}
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    set_json_loads(_loads, conn)
+
+
 def json(value: Any) -> Jsonb:
     """Wrap an already-JSON-safe value for a jsonb parameter."""
     return Jsonb(value)
+
+
+def _as_is(text: Any) -> str:
+    return str(text)
+
+
+def json_text(text: str) -> Jsonb:
+    """Wrap JSON text (already dumped) for a jsonb parameter, without dumping it again."""
+    return Jsonb(text, dumps=_as_is)
 
 
 class translate_errors:
@@ -195,6 +219,7 @@ class Database:
                         open=False,
                         name="goodjob",
                         check=_check_if_idle,
+                        configure=_configure,
                         connection_class=PooledConnection,
                     )
                     self._pool.open(wait=False)
@@ -275,6 +300,7 @@ class Database:
             conn = psycopg.connect(
                 self.url, autocommit=True, row_factory=dict_row, **self._connect_kwargs(part)
             )
+        _configure(conn)
         return DedicatedConnection(self, conn)
 
     # -- statements -------------------------------------------------------------------------

@@ -100,7 +100,13 @@ released AS (
     FROM sweeper
     WHERE sweeper.got AND j.locked_by_id IS NOT NULL AND j.finished_at IS NULL
       AND (j.locked_by_id IN (SELECT id FROM dead)
-           OR NOT EXISTS (SELECT 1 FROM goodjob_processes p WHERE p.id = j.locked_by_id))
+           -- An orphan: its process row does not exist. Only claims made before this statement
+           -- began: the row of a process that registered since then is invisible to this
+           -- statement's snapshot, and a job it claimed meanwhile (which the update re-reads,
+           -- waiting for the claim's commit) would otherwise look orphaned (issue 11). A claim
+           -- needs its process row committed first, so an older claim's row would be visible.
+           OR (j.locked_at < now()
+               AND NOT EXISTS (SELECT 1 FROM goodjob_processes p WHERE p.id = j.locked_by_id)))
     RETURNING j.id, j.queue_name
 ),
 woken AS (
@@ -229,7 +235,11 @@ interrupted AS (
       AND e.job_id = c.id AND e.attempt < c.executions_count AND e.finished_at IS NULL
     RETURNING e.job_id
 )
-SELECT j.*,
+SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions_count,
+       j.labels,
+       -- As text, decoded by the thread that runs the job: a row psycopg could not decode
+       -- (nested too deep) would otherwise fail the whole claim after it committed (issue 11).
+       j.arguments::text AS arguments,
        j.executions_count > 1
        AND (j.id IN (SELECT job_id FROM interrupted)
             OR EXISTS (SELECT 1 FROM goodjob_executions p
@@ -343,13 +353,24 @@ USING undone u
 WHERE e.job_id = u.id AND e.attempt = %(attempt)s
 RETURNING e.job_id;
 
+-- name: job_claim_held
+-- Whether a process still holds its claim of a job's attempt (checked before running a job that
+-- waited after its claim: a sweep may have handed it to another process meanwhile).
+SELECT EXISTS (
+    SELECT 1 FROM goodjob_jobs
+    WHERE id = %(id)s AND locked_by_id = %(process_id)s AND executions_count = %(attempt)s
+      AND finished_at IS NULL
+) AS held;
+
 -- name: job_advisory_lock
--- Takes the session advisory lock of one job (advisory and hybrid strategies) on this connection.
-SELECT pg_try_advisory_lock(goodjob_lock_key(%(id)s)) AS locked;
+-- Takes the session advisory locks of jobs (advisory and hybrid strategies) on this connection;
+-- returns the ids whose lock was free.
+SELECT id FROM unnest(%(ids)s::uuid[]) AS id WHERE pg_try_advisory_lock(goodjob_lock_key(id));
 
 -- name: job_advisory_unlock
--- Releases the session advisory lock of one job on this connection.
-SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
+-- Releases the session advisory locks of jobs on this connection.
+SELECT count(*) FILTER (WHERE pg_advisory_unlock(goodjob_lock_key(id))) AS unlocked
+FROM unnest(%(ids)s::uuid[]) AS id;
 
 -- name: jobs_list
 -- Jobs filtered by status, queue, task and label (each optional), newest first (ids are
@@ -457,17 +478,23 @@ FROM unnest(%(queues)s::text[], %(scheduled_ats)s::timestamptz[]) AS q(queue, sc
 
 -- name: runtime_future_jobs
 -- The start times of the next scheduled jobs, within %(horizon)s seconds when not NULL (warms a
--- worker's future-job cache), with the database clock so the worker can correct its own.
-SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch,
-       extract(epoch FROM now())::float8 AS now_epoch
-FROM goodjob_jobs j
--- scheduled_at > created_at: the predicate of the goodjob_jobs_scheduled index (every future job)
-WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > j.created_at
-  AND j.scheduled_at > now()
-  AND (%(horizon)s::float8 IS NULL
-       OR j.scheduled_at <= now() + make_interval(secs => %(horizon)s::float8))
-ORDER BY j.scheduled_at
-LIMIT %(limit)s;
+-- worker's future-job cache), and the database's clock (one row with a NULL queue when no job
+-- is scheduled), from which the worker converts due times to its own timers.
+SELECT extract(epoch FROM clock_timestamp())::float8 AS now_epoch, f.queue_name,
+       f.scheduled_epoch
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT j.queue_name, extract(epoch FROM j.scheduled_at)::float8 AS scheduled_epoch
+    FROM goodjob_jobs j
+    -- scheduled_at > created_at: the predicate of the goodjob_jobs_scheduled index (every
+    -- future job)
+    WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at > j.created_at
+      AND j.scheduled_at > now()
+      AND (%(horizon)s::float8 IS NULL
+           OR j.scheduled_at <= now() + make_interval(secs => %(horizon)s::float8))
+    ORDER BY j.scheduled_at
+    LIMIT %(limit)s
+) AS f ON true;
 
 -- name: demo_progress
 -- Jobs of one demo run (by label) per state, for `goodjob demo`'s live view.

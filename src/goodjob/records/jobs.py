@@ -21,7 +21,13 @@ from goodjob.db import CHANNEL, Database
 from goodjob.db.database import translate_errors
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
 from goodjob.ids import new_ids
-from goodjob.serialization import decode, decode_arguments, encode_arguments
+from goodjob.serialization import (
+    decode,
+    decode_arguments,
+    dumps_checked,
+    encode_arguments,
+    too_large,
+)
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
@@ -350,14 +356,30 @@ def _column(values: list[Any]) -> tuple[list[Any], Any]:
     return values, None
 
 
-def insert_params(jobs: NewJobs) -> dict[str, Any]:
-    """Parameters of ``jobs_insert`` for a batch of new jobs."""
+def _oversized(jobs: NewJobs, index: int) -> str:
+    """Names the job of a batch whose arguments are over the size limit, and its largest one."""
+    request, encoded = jobs.requests[index], jobs.arguments[index]
+    named = [(f"argument {i}", value) for i, value in enumerate(encoded["args"])]
+    named += [(f"argument {key!r}", value) for key, value in encoded["kwargs"].items()]
+    largest = max(named, key=lambda item: len(jsonlib.dumps(item[1])))[0] if named else "none"
+    where = f"job {index + 1} of the batch, " if len(jobs) > 1 else ""
+    return f"{where}task {request.task.name} (largest: {largest}): its arguments"
+
+
+def dump_arguments(jobs: NewJobs, limit: int) -> str:
+    """The arguments of a batch as one JSON array; SerializationError for a job over ``limit``."""
+    return dumps_checked(jobs.arguments, limit, lambda index: _oversized(jobs, index))[0]
+
+
+def insert_params(jobs: NewJobs, limit: int) -> dict[str, Any]:
+    """Parameters of ``jobs_insert`` for a batch of new jobs (arguments at most ``limit`` bytes
+    a job)."""
     requests = jobs.requests
     labels = [r.options.labels for r in requests]
     params: dict[str, Any] = {
         "ids": jobs.ids,
         # One JSON document each (see jobs_insert); no labels at all is an empty document.
-        "arguments": jsonlib.dumps(jobs.arguments),
+        "arguments": dump_arguments(jobs, limit),
         "labels": jsonlib.dumps(labels if any(labels) else []),
         "channel": CHANNEL,
     }
@@ -373,25 +395,34 @@ def insert_params(jobs: NewJobs) -> dict[str, Any]:
     return params
 
 
-def insert_one_params(jobs: NewJobs) -> dict[str, Any]:
+def insert_one_params(jobs: NewJobs, limit: int) -> dict[str, Any]:
     """Parameters of ``jobs_insert_one`` for a batch of one."""
     request = jobs.requests[0]
     params = _row(request)
     params["id"] = jobs.ids[0]
     arguments = jobs.arguments[0]
-    params["arguments"] = (
-        _NO_ARGUMENTS_JSON if arguments is NO_ARGUMENTS else jsonlib.dumps(arguments)
-    )
+    if arguments is NO_ARGUMENTS:
+        params["arguments"] = _NO_ARGUMENTS_JSON
+    else:
+        text = jsonlib.dumps(arguments)
+        if len(text) > limit:
+            dumps_checked([arguments], limit, lambda index: _oversized(jobs, index))
+        params["arguments"] = text
     params["labels"] = list(request.options.labels) or None
     params["channel"] = CHANNEL
     return params
 
 
-def copy_rows(jobs: NewJobs, now: dt.datetime) -> list[tuple[Any, ...]]:
+def copy_rows(jobs: NewJobs, now: dt.datetime, limit: int) -> list[tuple[Any, ...]]:
     """The rows of ``jobs_copy``; ``now`` is the transaction's database time, so scheduled_at
     is computed with the database clock exactly as ``jobs_insert`` would."""
     rows = []
-    for request, job_id, arguments in zip(jobs.requests, jobs.ids, jobs.arguments, strict=True):
+    for index, (request, job_id, arguments) in enumerate(
+        zip(jobs.requests, jobs.ids, jobs.arguments, strict=True)
+    ):
+        text = jsonlib.dumps(arguments)
+        if len(text) > limit:
+            raise too_large(_oversized(jobs, index), len(text), limit)
         row = _row(request)
         rows.append(
             (
@@ -399,7 +430,7 @@ def copy_rows(jobs: NewJobs, now: dt.datetime) -> list[tuple[Any, ...]]:
                 row["queue_name"],
                 row["priority"],
                 row["task_name"],
-                jsonlib.dumps(arguments),
+                text,
                 row["run_at"] or now + dt.timedelta(seconds=row["wait"]),
                 list(request.options.labels) or None,
                 row["concurrency_key"],
@@ -426,11 +457,12 @@ def insert(
     caller's) if given. Returns the jobs' handles."""
     if conn is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
         return _insert_pipelined(db, requests, app)
+    limit = db.settings.max_payload_bytes
     jobs = NewJobs.of(requests)
     if len(jobs) == 1:
-        db.run("jobs_insert_one", insert_one_params(jobs), conn=conn)
+        db.run("jobs_insert_one", insert_one_params(jobs, limit), conn=conn)
     elif len(jobs) < COPY_THRESHOLD:
-        db.run("jobs_insert", insert_params(jobs), conn=conn)
+        db.run("jobs_insert", insert_params(jobs, limit), conn=conn)
     else:
         _copy(db, jobs, conn)
     return EnqueuedJobs(app, [jobs])
@@ -442,10 +474,11 @@ def _insert_pipelined(db: Database, requests: Sequence[JobRequest], app: GoodJob
     (issue 5: 10.9 -> 8.7 µs a job). A part that fails to encode rolls back the parts already
     sent."""
     parts = []
+    limit = db.settings.max_payload_bytes
     with db.pipeline() as send:
         for start in range(0, len(requests), PIPELINE_PART):
             jobs = NewJobs.of(requests[start : start + PIPELINE_PART])
-            send("jobs_insert", insert_params(jobs))
+            send("jobs_insert", insert_params(jobs, limit))
             parts.append(jobs)
     return EnqueuedJobs(app, parts)
 
@@ -454,7 +487,7 @@ def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
     """Stream a batch too large for one statement's parameters (see ``COPY_THRESHOLD``)."""
     with translate_errors(), db.transaction() if conn is None else _CallerTransaction(conn) as tx:
         now = db.execute("jobs_now", conn=tx)[0]["now"]
-        rows = copy_rows(jobs, now)
+        rows = copy_rows(jobs, now, db.settings.max_payload_bytes)
         with tx.cursor().copy(db.sql("jobs_copy")) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -465,16 +498,17 @@ async def ainsert(
     db: Database, requests: Sequence[JobRequest], app: GoodJob, conn: Any
 ) -> EnqueuedJobs:
     """:func:`insert` on the caller's async connection."""
+    limit = db.settings.max_payload_bytes
     jobs = NewJobs.of(requests)
     if len(jobs) == 1:
-        await db.aexecute("jobs_insert_one", insert_one_params(jobs), conn)
+        await db.aexecute("jobs_insert_one", insert_one_params(jobs, limit), conn)
     elif len(jobs) < COPY_THRESHOLD:
-        await db.aexecute("jobs_insert", insert_params(jobs), conn)
+        await db.aexecute("jobs_insert", insert_params(jobs, limit), conn)
     else:
         with translate_errors():
             async with conn.transaction():
                 now = (await db.aexecute("jobs_now", None, conn))[0]["now"]
-                rows = copy_rows(jobs, now)
+                rows = copy_rows(jobs, now, limit)
                 async with conn.cursor().copy(db.sql("jobs_copy")) as copy:
                     for row in rows:
                         await copy.write_row(row)

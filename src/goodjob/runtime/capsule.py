@@ -90,7 +90,7 @@ class Capsule:
         self.specs = specs
         self.performer = Performer(gj, shutdown=self.shutting_down)
         self.completer = Completer(self.performer, on_recorded=self._recorded)
-        self.cache = FutureCache(gj, self.settings.max_cache, self.wake)
+        self.cache = FutureCache(gj.database, self.settings.max_cache, self.wake)
         self.poller = Poller(self.settings.poll_interval, self._poll, self._degraded)
         self.sweeper = _Every("goodjob-sweeper", self.settings.sweep_interval, self._sweep)
         self.cleaner = Cleaner(gj)
@@ -273,10 +273,8 @@ class Capsule:
             self.cache.warm()
 
     def _notified(self, queue: str | None, scheduled_at: float | None) -> None:
-        if queue is not None and scheduled_at is not None and scheduled_at > time.time():
-            self.cache.add(queue, scheduled_at)
-            if scheduled_at > time.time() + 0.01:
-                return
+        if queue is not None and scheduled_at is not None and self.cache.add(queue, scheduled_at):
+            return  # due later: a timer wakes the queue then
         self.wake(queue)
 
     def _poll(self) -> None:
@@ -316,7 +314,7 @@ class Capsule:
             else:
                 scheduler.succeeded += 1
             if outcome.kind == "retry" and outcome.wait > 0:
-                self.cache.add(outcome.job.queue_name, time.time() + outcome.wait)
+                self.cache.add_after(outcome.job.queue_name, outcome.wait)
         self.failed += failed
         self.succeeded += len(batch) - failed
         self.cleaner.jobs_recorded(len(batch))

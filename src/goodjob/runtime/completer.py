@@ -8,14 +8,17 @@ down, outcomes are kept and written once it is back (the claims stay fenced mean
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from goodjob.errors import Error
-from goodjob.performer import Outcome, Performer
+from goodjob.errors import DatabaseUnavailable
+from goodjob.performer import MAX_ERROR_CHARS, Outcome, Performer
+from goodjob.serialization import clean_text
 
 if TYPE_CHECKING:
     from goodjob.runtime.scheduler import Scheduler
@@ -84,20 +87,66 @@ class Completer:
                 return
 
     def _flush(self, batch: list[tuple[Scheduler, Outcome]]) -> None:
+        try:
+            recorded = self._write([outcome for _, outcome in batch])
+        except Exception:
+            # Never expected (_write handles what the database says); the thread must live on,
+            # or every later outcome of this process would wait forever.
+            logger.exception("recording outcomes failed", extra={"action": "complete"})
+            return
+        if self.on_recorded is not None:
+            # Only what was written counts; a fenced (zombie) outcome was logged by complete().
+            try:
+                self.on_recorded([(s, o) for s, o in batch if o.job.id in recorded])
+            except Exception:
+                logger.exception("on_recorded failed", extra={"action": "complete"})
+
+    def _write(self, outcomes: list[Outcome]) -> set[uuid.UUID]:
+        """Record ``outcomes``; the ids written. Retries while the database is unreachable.
+
+        When the database refuses the statement itself, the outcomes are written one by one, so
+        that one outcome it cannot take holds back no other (issue 11: a NUL character in one
+        job's error jammed every later outcome of its worker, retried every half second).
+        """
         attempts = 0
         while True:
             try:
-                recorded = self.performer.complete([outcome for _, outcome in batch])
-                break
-            except Error as exc:
+                return self.performer.complete(outcomes)
+            except DatabaseUnavailable as exc:
                 attempts += 1
                 if self._stopping and attempts >= 3:
                     # Shutting down with the database gone: the claims are released by the
                     # sweep of whichever process sees this one's row die.
                     logger.error("outcomes not recorded: %s", exc, extra={"action": "complete"})
-                    return
+                    return set()
                 logger.warning("recording outcomes failed: %s; retrying", exc)
                 time.sleep(RETRY_BACKOFF)
-        if self.on_recorded is not None:
-            # Only what was written counts; a fenced (zombie) outcome was logged by complete().
-            self.on_recorded([(s, o) for s, o in batch if o.job.id in recorded])
+            except Exception as exc:
+                if len(outcomes) > 1:
+                    logger.warning("outcomes refused (%s); writing them one by one", exc)
+                    return {job_id for outcome in outcomes for job_id in self._write([outcome])}
+                return self._write_plain(outcomes[0], exc)
+
+    def _write_plain(self, outcome: Outcome, refusal: Exception) -> set[uuid.UUID]:
+        """Write a refused outcome again in its plainest form: no result, no backtrace, and an
+        error that says what happened. If even that is refused, give up on it (logged): its job
+        stays claimed by this process until the process ends, and is then run again."""
+        plain = dataclasses.replace(
+            outcome,
+            result=None,
+            backtrace=None,
+            error=clean_text(
+                f"goodjob.DatabaseError: the outcome could not be recorded as it was: {refusal}",
+                MAX_ERROR_CHARS,
+            ),
+            error_event=outcome.error_event or "result_refused",
+        )
+        try:
+            return self.performer.complete([plain])
+        except Exception as exc:
+            logger.error(
+                "outcome not recorded: %s",
+                exc,
+                extra={"job_id": str(outcome.job.id), "action": "complete"},
+            )
+            return set()

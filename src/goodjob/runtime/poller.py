@@ -14,12 +14,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from goodjob.db import Database
 from goodjob.errors import Error
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
 
 logger = logging.getLogger("goodjob.poller")
 
@@ -27,6 +24,7 @@ DEGRADED_POLL_INTERVAL = 1.0  # seconds between polls while LISTEN is down
 # Wake a little after the scheduled time: the claim compares with the database clock, and a
 # wake-up a hair early would find the job not yet due.
 TIMER_MARGIN = 0.003
+DUE_NOW = 0.01  # seconds: a job due sooner than this is woken for at once, not timed
 
 Wake = Callable[[str | None], None]
 
@@ -68,18 +66,39 @@ class Poller:
                     logger.exception("poll failed")
 
 
+class DatabaseClock:
+    """The database's clock, read from this process: all due times are the database's.
+
+    Wake-up timers run on ``time.monotonic()``; a due time from the database (an epoch in its
+    clock) is turned into a monotonic one with an offset measured against the database's
+    ``clock_timestamp()`` at every warm-up, so a host whose clock is off by minutes still starts
+    jobs on time (issue 11; DESIGN 1.3). Until the first measurement the local clock stands in.
+    """
+
+    def __init__(self) -> None:
+        self._offset = time.time() - time.monotonic()
+
+    def measured(self, db_epoch: float, sent: float, received: float) -> None:
+        """Record the database's epoch seen between monotonic ``sent`` and ``received``."""
+        self._offset = db_epoch - (sent + received) / 2
+
+    def monotonic(self, db_epoch: float) -> float:
+        """The monotonic time at which the database's clock reads ``db_epoch``."""
+        return db_epoch - self._offset
+
+
 class FutureCache:
     """Timers that wake the pools serving a queue when a scheduled job becomes due."""
 
-    def __init__(self, gj: GoodJob, max_size: int, wake: Wake) -> None:
-        self.gj = gj
+    def __init__(self, database: Database | None, max_size: int, wake: Wake) -> None:
+        self.database = database
         self.max_size = max_size
         self.wake = wake
-        self._heap: list[tuple[float, str]] = []
+        self.clock = DatabaseClock()
+        self._heap: list[tuple[float, str]] = []  # (monotonic due time, queue)
         self._entries: set[tuple[float, str]] = set()
         self._cond = threading.Condition()
         self._stop = False
-        self._offset = 0.0  # database clock minus local clock, measured at each warm-up
         self._thread = threading.Thread(target=self._run, name="goodjob-future-cache", daemon=True)
 
     def __len__(self) -> int:
@@ -95,22 +114,31 @@ class FutureCache:
         if self._thread.is_alive():
             self._thread.join(5)
 
-    def add(self, queue: str, db_epoch: float) -> None:
-        """Remember that a job on ``queue`` is due at ``db_epoch`` (database clock)."""
+    def add(self, queue: str, db_epoch: float) -> bool:
+        """Remember that a job on ``queue`` is due at ``db_epoch`` (the database's clock).
+
+        Returns False when it is due already, so the caller wakes the queue now; True when it is
+        not (a timer is set, or, with the cache full or disabled, the poller will find it).
+        """
+        return self._add(queue, self.clock.monotonic(db_epoch) + TIMER_MARGIN)
+
+    def add_after(self, queue: str, seconds: float) -> bool:
+        """:meth:`add` for a job due ``seconds`` from now (a retry's wait)."""
+        return self._add(queue, time.monotonic() + seconds + TIMER_MARGIN)
+
+    def _add(self, queue: str, at: float) -> bool:
+        if at <= time.monotonic() + DUE_NOW:
+            return False
         if self.max_size <= 0:
-            return
-        at = db_epoch - self._offset + TIMER_MARGIN
-        if at <= time.time():
-            self.wake(queue)
-            return
+            return True
         entry = (round(at, 3), queue)
         with self._cond:
             if entry in self._entries:
-                return
+                return True
             if len(self._heap) >= self.max_size:
                 latest = max(self._heap)
                 if entry >= latest:
-                    return  # later than everything kept: the poller will find it
+                    return True  # later than everything kept: the poller will find it
                 self._heap.remove(latest)
                 self._entries.discard(latest)
                 heapq.heapify(self._heap)
@@ -118,27 +146,32 @@ class FutureCache:
             self._entries.add(entry)
             if self._heap[0] == entry:
                 self._cond.notify()
+        return True
 
     def warm(self, horizon: float | None = None) -> None:
-        """Load the next ``max_size`` scheduled jobs' start times (due within ``horizon`` s).
+        """Measure the database's clock and load the next ``max_size`` scheduled jobs' start
+        times (due within ``horizon`` s).
 
         At start the whole cache is filled; each poll then only looks as far ahead as the next
         poll, which is all it must cover, so a large schedule costs a small query.
         """
-        if self.max_size <= 0:
+        if self.database is None:
             return
         try:
-            rows = self.gj.database.execute(
+            sent = time.monotonic()
+            rows = self.database.execute(
                 "runtime_future_jobs", {"limit": self.max_size, "horizon": horizon}
             )
+            received = time.monotonic()
         except Error as exc:
             logger.warning("future-job cache warm-up failed: %s", exc)
             return
-        if rows:
-            self._offset = float(rows[0]["now_epoch"]) - time.time()
+        self.clock.measured(float(rows[0]["now_epoch"]), sent, received)
         for row in rows:
-            if row["queue_name"] is not None:
-                self.add(row["queue_name"], float(row["scheduled_epoch"]))
+            if row["queue_name"] is not None and not self.add(
+                row["queue_name"], float(row["scheduled_epoch"])
+            ):
+                self.wake(row["queue_name"])
 
     def _run(self) -> None:
         while True:
@@ -146,7 +179,7 @@ class FutureCache:
             with self._cond:
                 if self._stop:
                     return
-                now = time.time()
+                now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
                     entry = heapq.heappop(self._heap)
                     self._entries.discard(entry)

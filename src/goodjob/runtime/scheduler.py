@@ -33,6 +33,9 @@ logger = logging.getLogger("goodjob.scheduler")
 
 CLAIM_ERROR_BACKOFF = 1.0  # seconds a thread waits after a failed claim (database down)
 CLAIM_AHEAD = 4  # jobs per thread claimed beyond the free threads while draining a backlog
+# A job claimed ahead that waited longer than this before a thread took it has its claim checked
+# first (one query): long enough that a drain of short jobs never pays it.
+VERIFY_AFTER = 0.1  # seconds
 
 
 class Scheduler:
@@ -185,8 +188,13 @@ class Scheduler:
                 self._wakeups = 0  # this claim answers every wake-up so far
             try:
                 jobs = self.performer.claim(limit)
-            except Error as exc:
-                logger.warning("claim failed: %s", exc, extra={"action": "claim"})
+            except Exception as exc:
+                # Whatever went wrong, the claimer must live on (issue 11: an error it did not
+                # expect ended the thread, and the pool never claimed again).
+                if isinstance(exc, Error):
+                    logger.warning("claim failed: %s", exc, extra={"action": "claim"})
+                else:
+                    logger.exception("claim failed", extra={"action": "claim"})
                 with self._lock:
                     self._wakeups = max(self._wakeups, 1)  # try again after the back-off
                 self._shutdown.wait(CLAIM_ERROR_BACKOFF)
@@ -203,6 +211,27 @@ class Scheduler:
 
     # -- the worker threads ---------------------------------------------------------------
 
+    def _still_claimed(self, job: ClaimedJob) -> bool:
+        """Whether a job that waited in the buffer may still run here.
+
+        A worker whose claims were swept away (its heartbeat judged dead) or whose job an
+        operator discarded must not start it: another process may be running it already, and
+        the fence would only reject the record, not the side effects (issue 11).
+        """
+        try:
+            held = self.performer.still_claimed(job)
+        except Error as exc:
+            # Cannot tell: do not run it. The claim stays this process's, and is released with
+            # the process row at shutdown (or by the sweep, should this process die).
+            logger.warning("claim check failed: %s", exc, extra={"job_id": str(job.id)})
+            return False
+        if not held:
+            logger.warning(
+                "claim lost while the job waited to start; not running it",
+                extra={"job_id": str(job.id), "action": "claim_lost"},
+            )
+        return held
+
     def _worker(self) -> None:
         try:
             self._work_loop()
@@ -218,9 +247,12 @@ class Scheduler:
                 if self._shutdown.is_set():
                     return  # jobs still pending are given back by the capsule
                 job = self._pending.popleft()
-                self._running[ident] = job
                 if self._draining and len(self._pending) < self.spec.threads:
                     self._claim_wanted.notify()
+            if time.monotonic() - job.claimed_at > VERIFY_AFTER and not self._still_claimed(job):
+                continue
+            with self._lock:
+                self._running[ident] = job
             outcome: Outcome | None = None
             owned = False
             try:
