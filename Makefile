@@ -17,10 +17,11 @@ demo: $(STAMP)  ## a worker processing a demo workload on the embedded Postgres
 test: $(STAMP)  ## the whole suite against a real Postgres the suite starts itself
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff check, ruff format --check and mypy --strict, as CI runs them
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict and the import layers, as CI runs them
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)  ## throughput, latency and recovery figures
 	$(VENV)/bin/goodjob bench

@@ -115,9 +115,8 @@ def make_app(database_url: str) -> Iterator[type[GoodJob]]:
 
     yield factory  # type: ignore[misc]
     for app in apps:
-        if app._tracker is not None:
-            while app._tracker.locks:
-                app._tracker.unregister(with_advisory_lock=app._tracker.advisory_locks > 0)
+        while app.tracker.locks:
+            app.tracker.unregister(with_advisory_lock=app.tracker.advisory_locks > 0)
         app.close()
 
 

@@ -9,6 +9,7 @@ from goodjob.errors import (
     DatabaseError,
     DatabaseUnavailable,
     EmbeddedPostgresError,
+    EnqueueRefused,
     Error,
     JobFailed,
     JobInterrupted,
@@ -21,16 +22,21 @@ from goodjob.errors import (
     UnknownTaskError,
     WaitTimeout,
 )
+from goodjob.middleware import Middleware
+from goodjob.options import JobRequest
+from goodjob.records.claims import ClaimedJob, Outcome
 from goodjob.records.jobs import Execution, Job
 from goodjob.retry import Retry
 from goodjob.task import Task
 
 __all__ = [
     "CapsuleTracker",
+    "ClaimedJob",
     "ConfigurationError",
     "DatabaseError",
     "DatabaseUnavailable",
     "EmbeddedPostgresError",
+    "EnqueueRefused",
     "Error",
     "Execution",
     "GoodJob",
@@ -39,8 +45,11 @@ __all__ = [
     "JobFailed",
     "JobInterrupted",
     "JobNotFound",
+    "JobRequest",
     "JobStateError",
     "JobTimeout",
+    "Middleware",
+    "Outcome",
     "QueueStringError",
     "Retry",
     "SchemaNotMigrated",

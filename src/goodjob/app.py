@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
-from goodjob.errors import ConfigurationError, JobNotFound
+from goodjob.errors import ConfigurationError
 from goodjob.job_locks import JobLocks
+from goodjob.middleware import Middleware, MiddlewareChain
+from goodjob.options import JobRequest, TaskOptions
+from goodjob.performer import Performer
+from goodjob.policy import OutcomePolicy
 from goodjob.records import jobs as job_records
-from goodjob.records.jobs import Job
+from goodjob.records.claims import ClaimSpec
+from goodjob.records.jobs import Job, JobReader
 from goodjob.retry import Retry
-from goodjob.task import ErrorHandler, JobRequest, P, R, Task, TaskOptions
-
-ExecutionMode = Literal["external", "async", "inline"]
+from goodjob.runtime import Capsule
+from goodjob.task import ErrorHandler, P, R, Task, TaskRegistry
 
 
 class GoodJob:
@@ -29,34 +34,65 @@ class GoodJob:
     Settings come from keyword arguments, then ``GOODJOB_*`` environment variables, then
     defaults (see :class:`goodjob.config.Settings`). With no database URL anywhere, an embedded
     Postgres is started on first use.
+
+    The app assembles the parts and hands each what it uses: the database, the task registry
+    (the resolver workers look tasks up in), the outcome policy, the middleware, the process's
+    CapsuleTracker, the job locks of the advisory strategies, and the reader job handles use.
     """
 
     def __init__(
         self,
         database_url: str | None = None,
         *,
-        execution_mode: ExecutionMode = "external",
         retry: Retry | None = None,
+        middleware: Sequence[Middleware] = (),
         **settings: Any,
     ) -> None:
-        self.settings = Settings.load(database_url=database_url, **settings)
-        if execution_mode not in ("external", "async", "inline"):
-            raise ConfigurationError(
-                f"execution_mode={execution_mode!r} is not valid: external, async or inline"
-            )
-        self.execution_mode: ExecutionMode = execution_mode
-        self.default_retry = retry
-        self.database = Database(self.settings)
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"retry={retry!r}: pass a goodjob.Retry(...)")
-        self.tasks: dict[str, Task[Any, Any]] = {}
-        self._tracker: CapsuleTracker | None = None
+        self.default_retry = retry
+        self._assemble(Settings.load(database_url=database_url, **settings), middleware, None)
+
+    def _assemble(
+        self,
+        settings: Settings,
+        middleware: Sequence[Middleware],
+        tasks: TaskRegistry | None,
+    ) -> None:
+        self.settings = settings
+        self.database = Database(settings)
+        self.tasks = tasks if tasks is not None else TaskRegistry(self)
+        self.tasks.owner = self
+        self.middleware = MiddlewareChain(middleware)
+        self.policy = OutcomePolicy(
+            self.default_retry,
+            retry_on_unhandled_error=settings.retry_on_unhandled_error,
+            preserve_job_records=settings.preserve_job_records,
+        )
+        self.reader = JobReader(self.database)
+        self.tracker = CapsuleTracker(self)
+        advisory = settings.lock_strategy in ("advisory", "hybrid")
+        self.job_locks = JobLocks(self.database) if advisory else None
         self._capsule: Any = None  # the async-mode Capsule (goodjob.runtime), when started
         self._schema_checked = False
-        self._job_locks: JobLocks | None = None
+
+    def with_settings(self, **changes: Any) -> GoodJob:
+        """A new app with some settings changed, the same tasks and middleware, and parts of
+        its own (database, tracker, locks). The tasks enqueue through the new app from then on,
+        so a project's module-level tasks follow the settings its worker runs with (the CLI's
+        flags)."""
+        app = object.__new__(GoodJob)
+        app.default_retry = self.default_retry
+        app._assemble(self.settings.replace(**changes), self.middleware.items, self.tasks)
+        return app
+
+    @property
+    def execution_mode(self) -> str:
+        """``external``, ``async`` or ``inline`` (the ``execution_mode`` setting)."""
+        return self.settings.execution_mode
 
     def __repr__(self) -> str:
-        return f"<GoodJob tasks={len(self.tasks)} mode={self.execution_mode}>"
+        return f"<GoodJob tasks={len(self.tasks)} mode={self.settings.execution_mode}>"
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -102,7 +138,7 @@ class GoodJob:
             if not callable(function):
                 raise ConfigurationError(f"@gj.task needs a function, not {function!r}")
             task = Task(
-                self,
+                self.tasks,
                 function,
                 name=name,
                 options=TaskOptions(queue=queue, priority=priority, labels=tuple(labels)),
@@ -111,13 +147,7 @@ class GoodJob:
                 timeout=timeout,
                 handle=handle,
             )
-            existing = self.tasks.get(task.name)
-            if existing is not None and existing.fn is not function:
-                raise ConfigurationError(
-                    f"two tasks are named {task.name!r}; give one of them name=..."
-                )
-            self.tasks[task.name] = task
-            return task
+            return self.tasks.add(task)
 
         return register(fn) if fn is not None else register
 
@@ -156,13 +186,22 @@ class GoodJob:
         requests = list(requests)
         if not requests:
             return []
+        if self.middleware:
+            requests = self.middleware.before_enqueue(requests)
         self.check_schema()
-        handles: Sequence[Job] = job_records.insert(self.database, requests, self, connection)
-        if self.execution_mode == "inline" and connection is None:
-            # Inline mode: run now, in this thread, and hand back what happened. With the
-            # caller's connection the jobs are not committed yet: gj.perform_inline() after.
-            self.perform_inline()
-            handles = [job_records.get(self.database, h.id, app=self) or h for h in handles]
+        handles: Sequence[Job] = job_records.insert(
+            self.database, requests, self.reader, connection
+        )
+        if self.settings.execution_mode == "inline" and connection is None:
+            # Inline mode: run the jobs just enqueued (and what they enqueue), now, in this
+            # thread, and hand back what happened. With the caller's connection they are not
+            # committed yet: gj.perform_inline() after the commit.
+            ids = [handle.id for handle in handles]
+            self.perform_inline(ids)
+            handles = [
+                job_records.get(self.database, i, reader=self.reader) or h
+                for i, h in zip(ids, handles, strict=True)
+            ]
         return handles
 
     async def aenqueue_all(
@@ -174,18 +213,16 @@ class GoodJob:
         requests = list(requests)
         if not requests:
             return []
+        if self.middleware:
+            requests = self.middleware.before_enqueue(requests)
         await asyncio.to_thread(self.check_schema)
-        return await job_records.ainsert(self.database, requests, self, connection)
+        return await job_records.ainsert(self.database, requests, self.reader, connection)
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def job(self, job_id: uuid.UUID | str) -> Job:
         """The job with this id, fresh from the database."""
-        job_id = uuid.UUID(str(job_id))
-        job = job_records.get(self.database, job_id, app=self)
-        if job is None:
-            raise JobNotFound(f"no job has id {job_id}")
-        return job
+        return self.reader.job(uuid.UUID(str(job_id)))
 
     def jobs(
         self,
@@ -205,7 +242,7 @@ class GoodJob:
             task=task_name,
             label=label,
             limit=limit,
-            app=self,
+            reader=self.reader,
         )
 
     def retry_job(self, job_id: uuid.UUID | str) -> Job:
@@ -246,35 +283,49 @@ class GoodJob:
             self.database, older_than=float(older_than), include_discarded=include_discarded
         )
 
-    def perform_inline(self) -> int:
-        """Run every due job now, in this thread (inline mode and tests); returns how many.
+    def perform_inline(self, ids: Sequence[uuid.UUID] | None = None) -> int:
+        """Run due jobs now, in this thread (inline mode and tests): those of ``ids``, or every
+        due job; returns how many ran.
 
         In inline mode a job's unhandled error is raised to the caller.
         """
-        from goodjob.performer import Performer
+        spec = ClaimSpec(advisory=self.job_locks is not None, only_ids=ids is not None)
+        performer = self.performer(spec, raise_errors=self.settings.execution_mode == "inline")
+        return performer.drain(ids or ())
 
-        return Performer(self, raise_errors=self.execution_mode == "inline").drain()
-
-    @property
-    def job_locks(self) -> JobLocks:
-        """The per-job session advisory locks of the advisory and hybrid lock strategies."""
-        if self._job_locks is None:
-            self._job_locks = JobLocks(self.database)
-        return self._job_locks
+    def performer(
+        self,
+        spec: ClaimSpec | None = None,
+        *,
+        pool: int = 0,
+        raise_errors: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        shutdown: threading.Event | None = None,
+        middleware: MiddlewareChain | None = None,
+    ) -> Performer:
+        """A performer claiming by ``spec`` (every queue by default), made from this app's
+        parts: what a worker pool, ``perform_inline`` and tests run jobs with."""
+        if spec is None:
+            spec = ClaimSpec(advisory=self.job_locks is not None)
+        return Performer(
+            database=self.database,
+            tracker=self.tracker,
+            tasks=self.tasks,
+            policy=self.policy,
+            middleware=middleware if middleware is not None else self.middleware,
+            job_locks=self.job_locks,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            spec=spec,
+            pool=pool,
+            raise_errors=raise_errors,
+            loop=loop,
+            shutdown=shutdown,
+        )
 
     # -- the process --------------------------------------------------------------------------
 
-    @property
-    def tracker(self) -> CapsuleTracker:
-        """This process's CapsuleTracker for this app."""
-        if self._tracker is None:
-            self._tracker = CapsuleTracker(self)
-        return self._tracker
-
     def start(self) -> None:
         """Async mode: run a worker Capsule inside this process (threads; returns at once)."""
-        from goodjob.runtime import Capsule
-
         if self._capsule is None or self._capsule.stopped:
             capsule = Capsule(self)
             capsule.start()
@@ -288,6 +339,6 @@ class GoodJob:
 
     def close(self) -> None:
         """Close the app's connections."""
-        if self._job_locks is not None:
-            self._job_locks.close()
+        if self.job_locks is not None:
+            self.job_locks.close()
         self.database.close()

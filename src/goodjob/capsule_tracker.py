@@ -22,19 +22,17 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from goodjob.config import Settings
-from goodjob.db import DedicatedConnection
+from goodjob.db import Database, DedicatedConnection
 from goodjob.db.database import inherited
 from goodjob.errors import DatabaseError, Error
 from goodjob.records import processes
 from goodjob.records.processes import ProcessRecord
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
 
 logger = logging.getLogger("goodjob.capsule_tracker")
 
@@ -115,14 +113,29 @@ class _RefreshTask:
             self._thread.join(timeout=5)
 
 
+class HasDatabase(Protocol):
+    """What a tracker is made from: an app (or anything with the app's database)."""
+
+    @property
+    def database(self) -> Database: ...
+
+
+StateProvider = Callable[[], dict[str, Any]]
+
+
 class CapsuleTracker:
     """The process's row in ``goodjob_processes``, reference-counted across its users."""
 
-    instances: ClassVar[list[CapsuleTracker]] = []
+    # Weak: a tracker must not keep its app alive (issue 12); kept for the fork reset.
+    instances: ClassVar[weakref.WeakSet[CapsuleTracker]] = weakref.WeakSet()
 
-    def __init__(self, gj: GoodJob, executor: Executor | None = None) -> None:
-        self._gj = gj
+    def __init__(self, gj: HasDatabase, executor: Executor | None = None) -> None:
+        # What it uses, taken now: a tracker made before the app is copied with other settings
+        # (GoodJob.with_settings) keeps writing where it was made for.
+        self._database = gj.database
+        self._settings = gj.database.settings
         self._executor = executor
+        self._state_providers: list[StateProvider] = []
         self._mutex = threading.RLock()
         self._locks = 0
         self._advisory_locks = 0
@@ -132,7 +145,7 @@ class CapsuleTracker:
         self._owns_lock_conn = False
         self._refresh_task: _RefreshTask | None = None
         self._last_heartbeat = 0.0  # time.monotonic() of the last successful refresh
-        CapsuleTracker.instances.append(self)
+        CapsuleTracker.instances.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -144,7 +157,26 @@ class CapsuleTracker:
 
     @property
     def settings(self) -> Settings:
-        return self._gj.settings
+        return self._settings
+
+    def add_state(self, provider: StateProvider) -> None:
+        """Add ``provider``'s fields to this process's row (its capsule's pools, middleware)."""
+        self._state_providers.append(provider)
+
+    def remove_state(self, provider: StateProvider) -> None:
+        if provider in self._state_providers:
+            self._state_providers.remove(provider)
+
+    def state(self) -> dict[str, Any]:
+        """What this tracker's row says about the process (written with every heartbeat)."""
+        state = processes.process_state()
+        for provider in list(self._state_providers):
+            try:
+                state.update(provider())
+            except Exception:
+                logger.exception("process state provider failed")
+        state["database_connection_pool"] = self._database.pool_stats()
+        return state
 
     @property
     def locks(self) -> int:
@@ -199,12 +231,14 @@ class CapsuleTracker:
 
     def _lock(self, connection: DedicatedConnection | None) -> None:
         """Upsert the row as ``advisory`` and take its session lock, in one transaction."""
-        db = self._gj.database
+        db = self._database
         self._drop_lock_conn()  # a connection that died took its lock with it
         conn = connection or db.dedicated("capsule-tracker")
         try:
             with conn.transaction():
-                record, _ = processes.upsert(db, self._record_id, advisory=True, conn=conn)
+                record, _ = processes.upsert(
+                    db, self._record_id, self.state(), advisory=True, conn=conn
+                )
                 if not conn.execute("process_advisory_lock", {"id": self._record_id})[0]["locked"]:
                     raise DatabaseError(
                         f"the advisory lock of process {self._record_id} is held by another session"
@@ -249,7 +283,7 @@ class CapsuleTracker:
         if self._lock_conn is not None:
             self._unlock(delete=True)
         elif self._record is not None:
-            processes.delete(self._gj.database, self._record_id)
+            processes.delete(self._database, self._record_id)
 
     def _unlock(self, *, delete: bool) -> None:
         assert self._lock_conn is not None
@@ -267,9 +301,9 @@ class CapsuleTracker:
         except DatabaseError:
             # The lock connection broke, and the lock went with it: finish through the pool.
             if delete:
-                processes.delete(self._gj.database, self._record_id)
+                processes.delete(self._database, self._record_id)
             else:
-                self._gj.database.execute(
+                self._database.execute(
                     "process_set_lock_type", {"id": self._record_id, "lock_type": None}
                 )
         finally:
@@ -326,7 +360,7 @@ class CapsuleTracker:
                     self._lock(None)
                 elif self._stale():
                     self._refresh()
-        result = processes.sweep(self._gj.database)
+        result = processes.sweep(self._database)
         if result.dead_processes or result.released_jobs:
             log = logger.debug if silent else logger.info
             log(
@@ -346,6 +380,15 @@ class CapsuleTracker:
                 return
             self.renew(silent=True)
 
+    def heartbeat_only(self) -> None:
+        """Mark the row heartbeat-only now: the connection that held its advisory lock died
+        while this process lives (a proxy's idle timeout, a terminated backend), so other
+        processes must judge it by its heartbeat, not by the lost lock, and not re-run its jobs.
+        """
+        with self._mutex:
+            if self._locks and self._record is not None and self._advisory_locks == 0:
+                self._refresh()
+
     def _stale(self) -> bool:
         stale: float = self.settings.process_stale_seconds
         return time.monotonic() - self._last_heartbeat >= stale
@@ -357,7 +400,7 @@ class CapsuleTracker:
     def _refresh(self) -> None:
         """Write the heartbeat through the pool, never over the lock connection."""
         record, created = processes.upsert(
-            self._gj.database, self._record_id, advisory=self._lock_conn is not None
+            self._database, self._record_id, self.state(), advisory=self._lock_conn is not None
         )
         if created and self._record is not None:
             logger.warning(

@@ -46,10 +46,12 @@ DEFAULT_SWEEP_INTERVAL = 1.0
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
 
 LockStrategy = Literal["skiplocked", "advisory", "hybrid"]
+ExecutionMode = Literal["external", "async", "inline"]
 PreserveJobRecords = Literal["always", "never", "on_unhandled_error"]
 
 LOCK_STRATEGIES: tuple[str, ...] = typing.get_args(LockStrategy)
 PRESERVE_CHOICES: tuple[str, ...] = typing.get_args(PreserveJobRecords)
+EXECUTION_MODES: tuple[str, ...] = typing.get_args(ExecutionMode)
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n", ""}
 
@@ -94,7 +96,16 @@ class Settings:
     idle_timeout: float = field(
         default=DEFAULT_IDLE_TIMEOUT, metadata=_help("exit after this many idle seconds; 0 never")
     )
-    enable_cron: bool = field(default=False, metadata=_help("run the cron schedule"))
+    enable_cron: bool = field(
+        default=False, metadata=_help("run the cron schedule (not available yet: refused)")
+    )
+    execution_mode: ExecutionMode = field(
+        default="external",
+        metadata=_help(
+            "external (workers run by goodjob start), async (a worker inside this process,"
+            " started by gj.start()) or inline (jobs run when enqueued; for tests)"
+        ),
+    )
     probe_port: int | None = field(
         default=None, metadata=_help("port of the HTTP health probe server")
     )
@@ -262,6 +273,11 @@ def _validate(s: Settings) -> None:
         raise bad("probe_host", "must be an address to listen on, e.g. 0.0.0.0 or 127.0.0.1")
     if s.preserve_job_records not in PRESERVE_CHOICES:
         raise bad("preserve_job_records", f"must be one of {', '.join(PRESERVE_CHOICES)}")
+    if s.execution_mode not in EXECUTION_MODES:
+        raise bad("execution_mode", f"must be one of {', '.join(EXECUTION_MODES)}")
+    if s.enable_cron:
+        # Accepted and ignored, it would let users believe their schedule runs (issue 12).
+        raise bad("enable_cron", "cron is not built yet in this version of goodjob")
     if s.lock_strategy not in LOCK_STRATEGIES:
         raise bad("lock_strategy", f"must be one of {', '.join(LOCK_STRATEGIES)}")
     for name in ("process_stale_seconds", "process_expired_seconds", "sweep_interval"):

@@ -28,8 +28,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from goodjob.app import GoodJob
+from goodjob.context import current_job
+from goodjob.options import JobRequest
 from goodjob.retry import Retry
-from goodjob.task import JobRequest
 
 gj = GoodJob()
 
@@ -62,8 +63,6 @@ async def build_report(report_id: int) -> str:
 
 @gj.task(queue="webhooks", retry=Retry(attempts=3, wait=0.5, jitter=0.2))
 def deliver_webhook(n: int, flaky: bool) -> str:
-    from goodjob import current_job
-
     job = current_job()
     if flaky and job is not None and job.attempt == 1:
         raise ConnectionError(f"webhook {n}: connection reset by peer")

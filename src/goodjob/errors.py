@@ -9,6 +9,7 @@
     │   ├── DatabaseUnavailable     it cannot be reached (down, restarting, network cut)
     │   └── SchemaNotMigrated       the tables are missing or older than this version
     ├── EmbeddedPostgresError       the zero-setup server cannot be found, started or stopped
+    ├── EnqueueRefused              a middleware refused to enqueue the jobs
     ├── SerializationError          a job argument or result is not JSON-representable
     ├── UnknownTaskError            a job names a task the worker does not know
     ├── JobNotFound                 no job has that id
@@ -57,6 +58,10 @@ class SchemaNotMigrated(DatabaseError):
 
 class EmbeddedPostgresError(Error):
     """The embedded Postgres server cannot be found, initialised or started."""
+
+
+class EnqueueRefused(Error):
+    """A middleware's ``before_enqueue`` refused the jobs: nothing was inserted."""
 
 
 class SerializationError(Error, TypeError):

@@ -16,18 +16,6 @@ from goodjob.errors import ConfigurationError, QueueStringError
 Mode = Literal["all", "include", "exclude", "ordered"]
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+\Z")  # \Z: "$" would accept a trailing newline
 
-_FILTERS: dict[Mode, str] = {
-    "all": "",
-    "include": "AND j.queue_name = ANY(%(queues)s::text[])",
-    "exclude": "AND j.queue_name <> ALL(%(queues)s::text[])",
-    "ordered": "AND j.queue_name = ANY(%(queues)s::text[])",
-}
-# One named queue: an equality, not `= ANY(array)`. Only an equality lets the planner read
-# goodjob_jobs_dequeue_queue in claim order; with `= ANY` it walks goodjob_jobs_dequeue_any and
-# filters, so one claim from a small queue reads the whole backlog of every other queue ahead of
-# it (100,000 due jobs elsewhere: 53.6 ms per claim instead of 0.2 ms; issue 5).
-_ONE_QUEUE = "AND j.queue_name = (%(queues)s::text[])[1]"
-
 
 def check_queue_name(queue: object) -> str:
     """``queue`` if a queue string can name it; a ConfigurationError otherwise (issue 11: a job
@@ -54,15 +42,6 @@ class QueueSelection:
         if self.mode == "exclude":
             return queue not in self.names
         return queue in self.names
-
-    def sql_fragments(self) -> dict[str, str]:
-        """The claim statement's filter and ordering for this selection (fixed SQL text)."""
-        if self.mode in ("include", "ordered") and len(self.names) == 1:
-            return {"queue_filter": _ONE_QUEUE, "queue_order": ""}  # one queue: nothing to order
-        order = (
-            "array_position(%(queues)s::text[], j.queue_name)," if self.mode == "ordered" else ""
-        )
-        return {"queue_filter": _FILTERS[self.mode], "queue_order": order}
 
     def __str__(self) -> str:
         prefix = {"all": "", "include": "", "exclude": "-", "ordered": "+"}[self.mode]

@@ -9,94 +9,31 @@ connection for transactional enqueue).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from goodjob.errors import ConfigurationError
-from goodjob.queues import check_queue_name
+from goodjob.options import JobRequest, TaskOptions
+from goodjob.records.jobs import Job
 from goodjob.retry import Retry
-from goodjob.serialization import unstorable_text
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
-    from goodjob.records.jobs import Job
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # Called with the error of a failed attempt; returning (not raising) marks the error handled.
 ErrorHandler = Callable[[BaseException], Any]
 
-DEFAULT_QUEUE = "default"
-PRIORITY_RANGE = (-(2**31), 2**31 - 1)  # the column is a Postgres integer
-MAX_WAIT = 100 * 365.25 * 24 * 3600.0  # seconds: a job scheduled further ahead is a mistake
 
+class Enqueuer(Protocol):
+    """What a task enqueues through: the app that owns its registry."""
 
-@dataclass(frozen=True)
-class TaskOptions:
-    """What a task, or one call of it, is enqueued with. Checked when made, so a bad value fails
-    where it was written, with a message naming it (issue 11), not as a database error."""
+    def enqueue_all(
+        self, requests: Iterable[JobRequest], *, connection: Any = None
+    ) -> Sequence[Job]: ...
 
-    queue: str = DEFAULT_QUEUE
-    priority: int = 0
-    labels: tuple[str, ...] = ()
-    wait: float = 0.0
-    run_at: dt.datetime | None = None
-    connection: Any = None
-    concurrency_key: str | None = None
-
-    def __post_init__(self) -> None:
-        check_queue_name(self.queue)
-        low, high = PRIORITY_RANGE
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise ConfigurationError(f"priority {self.priority!r} is not valid: use a whole number")
-        if not low <= self.priority <= high:
-            raise ConfigurationError(
-                f"priority {self.priority} is out of range: use {low:,} to {high:,}"
-            )
-        object.__setattr__(self, "wait", _seconds(self.wait))
-        if self.run_at is not None:
-            if not isinstance(self.run_at, dt.datetime):
-                raise ConfigurationError(f"run_at {self.run_at!r} is not valid: use a datetime")
-            if self.run_at.utcoffset() is None:
-                raise ConfigurationError(
-                    f"run_at {self.run_at!r} has no time zone: pass an aware datetime"
-                )
-        labels = (self.labels,) if isinstance(self.labels, str) else tuple(self.labels)
-        for label in labels:
-            if not isinstance(label, str) or not label or unstorable_text(label):
-                raise ConfigurationError(
-                    f"label {label!r} is not valid: use non-empty text without NUL characters"
-                )
-        object.__setattr__(self, "labels", labels)
-
-
-def _seconds(wait: object) -> float:
-    """``wait`` (seconds or a timedelta) as seconds; a ConfigurationError naming what is wrong."""
-    if isinstance(wait, dt.timedelta):
-        wait = wait.total_seconds()
-    if not isinstance(wait, int | float) or isinstance(wait, bool):
-        raise ConfigurationError(f"wait {wait!r} is not valid: use seconds or a timedelta")
-    if not 0 <= wait <= MAX_WAIT:  # NaN fails every comparison
-        raise ConfigurationError(
-            f"wait {wait!r} is not valid: use 0 to {MAX_WAIT:,.0f} seconds (100 years)"
-        )
-    return float(wait)
-
-
-class JobRequest(NamedTuple):
-    """One call of a task, prepared for :meth:`GoodJob.enqueue_all`.
-
-    A named tuple rather than a frozen dataclass: one is made per job of a batch, and a tuple is
-    made in half the time (0.28 vs 0.55 µs; issue 5).
-    """
-
-    task: Task[Any, Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    options: TaskOptions
+    async def aenqueue_all(
+        self, requests: Iterable[JobRequest], *, connection: Any = None
+    ) -> Sequence[Job]: ...
 
 
 class Task(Generic[P, R]):
@@ -104,7 +41,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        gj: GoodJob,
+        registry: TaskRegistry,
         fn: Callable[P, R],
         *,
         name: str | None = None,
@@ -114,7 +51,7 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
     ) -> None:
-        self.gj = gj
+        self.registry = registry
         self.fn = fn
         # The stored name: the import path, so a worker importing the same module finds it.
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -161,18 +98,59 @@ class Task(Generic[P, R]):
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest:
         """One call, for :meth:`GoodJob.enqueue_all`."""
-        return JobRequest(self, args, kwargs, self.options)
+        return JobRequest(self.name, args, kwargs, self.options)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store a job that calls this task with these arguments; returns its handle."""
-        return self.gj.enqueue_all(
+        return self.registry.owner.enqueue_all(
             [self.prepare(*args, **kwargs)], connection=self.options.connection
         )[0]
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """:meth:`enqueue` for async code (pass an AsyncConnection as ``connection``)."""
         return (
-            await self.gj.aenqueue_all(
+            await self.registry.owner.aenqueue_all(
                 [self.prepare(*args, **kwargs)], connection=self.options.connection
             )
         )[0]
+
+
+class TaskResolver(Protocol):
+    """Where a worker looks up the task of a job by its stored name."""
+
+    def resolve(self, name: str) -> Task[Any, Any] | None: ...
+
+
+class TaskRegistry(Mapping[str, "Task[Any, Any]"]):
+    """The tasks of an app by stored name, and the app they enqueue through (``owner``).
+
+    The worker resolves jobs' tasks here. :meth:`GoodJob.with_settings` makes a new app that
+    shares this registry and becomes its owner, so the module-level tasks of a project enqueue
+    through the app its worker runs with (the CLI's database flags included).
+    """
+
+    def __init__(self, owner: Enqueuer) -> None:
+        self.owner = owner
+        self._tasks: dict[str, Task[Any, Any]] = {}
+
+    def __getitem__(self, name: str) -> Task[Any, Any]:
+        return self._tasks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add(self, task: Task[Any, Any]) -> Task[Any, Any]:
+        """Register ``task``; a second, different function under the same name is refused."""
+        existing = self._tasks.get(task.name)
+        if existing is not None and existing.fn is not task.fn:
+            raise ConfigurationError(
+                f"two tasks are named {task.name!r}; give one of them name=..."
+            )
+        self._tasks[task.name] = task
+        return task
+
+    def resolve(self, name: str) -> Task[Any, Any] | None:
+        return self._tasks.get(name)

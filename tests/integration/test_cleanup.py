@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 from goodjob import GoodJob
-from goodjob.performer import Performer
 from goodjob.records import jobs as job_records
 from tests.helpers import sql
 
@@ -40,7 +39,7 @@ def populate(gj: GoodJob, url: str) -> None:
     old = [ok.enqueue(f"old-ok-{i}").id for i in range(7)] + [bad.enqueue("old-bad").id]
     ok.enqueue("new-ok")
     ok.using(wait=3600).enqueue("old-unfinished")
-    Performer(gj).drain()
+    gj.performer().drain()
     age(url, old, 30)
     # an unfinished job however old is never cleaned up
     sql(
@@ -92,7 +91,7 @@ def test_jobs_and_retry_commands(gj: GoodJob, database_url: str) -> None:
         raise ValueError("broken")
 
     job = bad.enqueue()
-    Performer(gj).drain()
+    gj.performer().drain()
     env = {**os.environ, "GOODJOB_DATABASE_URL": database_url, "COLUMNS": "200"}
     listing = subprocess.run(
         [sys.executable, "-m", "goodjob", "jobs", "--status", "discarded"],

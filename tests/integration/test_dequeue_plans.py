@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from goodjob import GoodJob
-from goodjob.performer import Performer
+from goodjob import GoodJob, embedded
 from goodjob.queues import parse_selection
+from goodjob.records.claims import ClaimSpec
 
 FINISHED = 100_000
 FUTURE = 10_000
@@ -71,9 +71,28 @@ def _seed(url: str) -> None:
             conn.execute(statement.encode())  # bytes: the % signs are SQL, not placeholders
 
 
+@pytest.fixture(scope="module")
+def history_url(pg_server: embedded.Server, template_db: str) -> Iterator[str]:
+    """One seeded database for the module: its tests only EXPLAIN and read (seeding takes
+    seconds, and there are dozens of plans to check)."""
+    name = f"gj_history_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = pg_server.url(name)
+    _seed(url)
+    yield url
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def history(gj: GoodJob, database_url: str) -> GoodJob:
-    _seed(database_url)
+def database_url(history_url: str) -> str:
+    """Every test of this module reads the seeded database (overrides the fresh one)."""
+    return history_url
+
+
+@pytest.fixture
+def history(gj: GoodJob) -> GoodJob:
     return gj
 
 
@@ -83,10 +102,12 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def _claim_plan(gj: GoodJob, url: str, queues: str, limit: int) -> list[dict[str, Any]]:
-    performer = Performer(gj, parse_selection(queues))
-    statement = gj.database.sql("jobs_claim", performer.claim_fragments(limit))
-    params = performer.claim_params(uuid.uuid4())
+def _claim_plan(
+    gj: GoodJob, url: str, queues: str, limit: int, **spec: bool
+) -> list[dict[str, Any]]:
+    claim = ClaimSpec(parse_selection(queues), **spec)
+    statement = claim.statement(gj.database, limit)
+    params = claim.params(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None
@@ -124,12 +145,17 @@ def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [n for n in _nodes(lock_rows[0]) if n["Node Type"] in SCANS]
 
 
-@pytest.mark.parametrize("queues", ["*", "mail", "default", "-mail", "+mail,default"])
+@pytest.mark.parametrize(
+    "queues", ["*", "mail", "default", "-mail", "+mail,default", "mail,default"]
+)
 @pytest.mark.parametrize("limit", [1, 10])
+@pytest.mark.parametrize("advisory", [False, True], ids=["skiplocked", "advisory"])
 def test_claim_never_reads_history(
-    history: GoodJob, database_url: str, queues: str, limit: int
+    history: GoodJob, database_url: str, queues: str, limit: int, advisory: bool
 ) -> None:
-    nodes = _claim_plan(history, database_url, queues, limit)
+    """Every variant of the claim (each queue selection's shape, each lock strategy) finds due
+    jobs through an index that leaves finished jobs out."""
+    nodes = _claim_plan(history, database_url, queues, limit, advisory=advisory)
     seq_scans = [
         n
         for n in nodes
@@ -145,6 +171,25 @@ def test_claim_never_reads_history(
         f"due jobs are found through {indexes - unfinished_only}, which holds finished rows:"
         f" {_describe(nodes)}"
     )
+
+
+@pytest.mark.parametrize("queues", ["*", "mail", "-mail", "+mail,default"])
+@pytest.mark.parametrize("advisory", [False, True], ids=["skiplocked", "advisory"])
+def test_a_claim_of_given_ids_reads_them_by_primary_key(
+    history: GoodJob, database_url: str, queues: str, advisory: bool
+) -> None:
+    """The inline variant (only the jobs an enqueue made) looks its ids up, whatever the
+    queue selection: no scan of the backlog or of the history."""
+    nodes = _claim_plan(history, database_url, queues, 2, advisory=advisory, only_ids=True)
+    seq_scans = [
+        n
+        for n in nodes
+        if n["Node Type"] == "Seq Scan" and n.get("Relation Name", "").startswith("goodjob_")
+    ]
+    assert not seq_scans, _describe(nodes)
+    candidates = _candidate_scans(nodes)
+    indexes = {n.get("Index Name") for n in candidates if n["Node Type"] != "Bitmap Heap Scan"}
+    assert indexes == {"goodjob_jobs_pkey"}, _describe(nodes)
 
 
 @pytest.mark.parametrize("limit", [1, 10])
@@ -194,10 +239,10 @@ def test_a_claim_is_planned_once_and_its_reused_plan_reads_the_dequeue_index(
     parameters, then keeps one plan for all if it costs no more. The claim, as goodjob sends it,
     must get there (it was planned afresh on every execution while the limit was a parameter:
     issue 5), and the plan it keeps must find due jobs through a dequeue index."""
-    performer = Performer(history, parse_selection(queues))
-    prepared, names = _numbered(history.database.sql("jobs_claim", performer.claim_fragments(16)))
+    claim = ClaimSpec(parse_selection(queues))
+    prepared, names = _numbered(claim.statement(history.database, 16))
     process_id = uuid.uuid4()
-    params = performer.claim_params(process_id)
+    params = claim.params(process_id)
     args = [params[name] for name in names]
     execute = f"EXECUTE claim({', '.join(['%s'] * len(args))})"
     with psycopg.connect(database_url, cursor_factory=psycopg.ClientCursor) as conn:

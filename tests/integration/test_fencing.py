@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from goodjob import GoodJob, current_job
-from goodjob.performer import Outcome, Performer
 from goodjob.queues import parse_selection
 from goodjob.records import processes
+from goodjob.records.claims import ClaimSpec, Outcome
+from goodjob.runtime import scheduler as scheduler_module
 from goodjob.runtime.scheduler import VERIFY_AFTER
 from tests.helpers import sql, wait_until
 
@@ -51,7 +52,7 @@ def test_a_late_completion_is_fenced_out_and_the_newer_run_stands(
 ) -> None:
     a, b, runs = two_workers(make_app)
     job = a.tasks["work"].enqueue("b")  # arguments say "b": only B's run may be recorded
-    performer_a, performer_b = Performer(a), Performer(b)
+    performer_a, performer_b = a.performer(), b.performer()
     with a.tracker.register(), b.tracker.register():
         [claimed_a] = performer_a.claim()
         lose_claim(a, database_url, job.id)
@@ -86,7 +87,7 @@ def test_a_zombie_completion_after_release_leaves_the_job_queued(
 ) -> None:
     a, b, runs = two_workers(make_app)
     job = a.tasks["work"].enqueue("a")
-    performer_a = Performer(a)
+    performer_a = a.performer()
     with a.tracker.register():
         [claimed] = performer_a.claim()
         lose_claim(a, database_url, job.id)
@@ -94,7 +95,7 @@ def test_a_zombie_completion_after_release_leaves_the_job_queued(
     assert a.job(job.id).status == "queued"  # not succeeded: the claim was gone
 
     # Re-run elsewhere: the open attempt is closed as interrupted, the task is told.
-    assert Performer(b).drain() == 1
+    assert b.performer().drain() == 1
     done = b.job(job.id)
     assert (done.status, done.attempts) == ("succeeded", 2)
     assert [e.error_event for e in done.executions] == ["interrupted", None]
@@ -110,11 +111,11 @@ def test_a_failed_outcome_is_fenced_too(make_app: type[GoodJob], database_url: s
 
     b.task(name="fails")(lambda: "fine now")
     job = fails.enqueue()
-    performer_a = Performer(a)
+    performer_a = a.performer()
     with a.tracker.register():
         [claimed] = performer_a.claim()
         lose_claim(a, database_url, job.id)
-        Performer(b).drain()
+        b.performer().drain()
         outcome = performer_a.perform(claimed)
         assert outcome.error_event == "unhandled"
         assert performer_a.complete([outcome]) == set()
@@ -127,7 +128,7 @@ def test_a_job_released_at_shutdown_reruns_and_knows_it_was_interrupted(
 ) -> None:
     a, _, runs = two_workers(make_app)
     job = a.tasks["work"].enqueue("a")
-    performer = Performer(a)
+    performer = a.performer()
     with a.tracker.register():
         [claimed] = performer.claim()
         # What the runtime records for a job it interrupts at its shutdown timeout.
@@ -158,7 +159,7 @@ def test_an_unstarted_claim_given_back_leaves_no_attempt(
     the next claim is attempt 1 again, not interrupted, with one execution row."""
     a, b, runs = two_workers(make_app)
     job = a.tasks["work"].enqueue("b")
-    performer_a, performer_b = Performer(a), Performer(b)
+    performer_a, performer_b = a.performer(), b.performer()
     with a.tracker.register(), b.tracker.register():
         [claimed_a] = performer_a.claim()
         performer_a.unclaim([claimed_a])
@@ -173,11 +174,16 @@ def test_an_unstarted_claim_given_back_leaves_no_attempt(
 
 
 def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahead(
-    make_app: type[GoodJob], database_url: str
+    make_app: type[GoodJob], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 11: jobs claimed ahead wait in the pool's buffer. When the process's claims are
     swept away meanwhile (its row judged dead) and another worker runs those jobs, this worker
-    must not run them as well: the fence would reject its records, not its side effects."""
+    must not run them as well: the fence would reject its records, not its side effects.
+
+    A pool gives back what waited RETURN_AFTER, but a process that hung (or whose claimer is
+    slow) can find jobs older than that in its buffer; with the give-back put off, the check
+    before the start is what keeps them from running."""
+    monkeypatch.setattr(scheduler_module, "RETURN_AFTER", 60.0)
     gj = make_app(max_threads=1, poll_interval=30)
     other = make_app()
     gate = threading.Event()
@@ -198,10 +204,15 @@ def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahe
         def quick(name: str) -> None:
             note(name)
 
-    gj.tasks["blocker"].using(queue="slow", priority=-10).enqueue()
-    gj.enqueue_all([gj.tasks["quick"].using(queue="fast").prepare(f"q{n}") for n in range(4)])
     gj.start()
     try:
+        # Short jobs first: the pool learns that its jobs are short, and claims ahead.
+        warm = gj.enqueue_all(
+            [gj.tasks["quick"].using(queue="warm").prepare("w") for _ in range(20)]
+        )
+        wait_until(lambda: all(gj.job(job.id).finished for job in warm))
+        gj.tasks["blocker"].using(queue="slow", priority=-10).enqueue()
+        gj.enqueue_all([gj.tasks["quick"].using(queue="fast").prepare(f"q{n}") for n in range(4)])
         wait_until(
             lambda: (
                 sql(
@@ -220,7 +231,7 @@ def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahe
             (gj.tracker.process_id,),
         )
         assert processes.sweep(other.database).released_jobs == 5
-        assert Performer(other, parse_selection("fast")).drain() == 4
+        assert other.performer(ClaimSpec(parse_selection("fast"))).drain() == 4
         [pool] = gj._capsule.schedulers
         wait_until(
             lambda: time.monotonic() - pool._pending[0].claimed_at > VERIFY_AFTER,
@@ -232,4 +243,4 @@ def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahe
     finally:
         gate.set()
         gj.shutdown()
-    assert runs == Counter({f"q{n}": 1 for n in range(4)})
+    assert runs == Counter({"w": 20, **{f"q{n}": 1 for n in range(4)}})

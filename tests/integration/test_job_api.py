@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from goodjob import GoodJob, JobFailed, JobNotFound, JobStateError, WaitTimeout
-from goodjob.performer import Performer
 from tests.helpers import sql, wait_until
 
 
@@ -26,7 +25,7 @@ def test_job_reads_status_through_the_lifecycle(gj: GoodJob) -> None:
     job = blocked.enqueue()
     assert gj.job(str(job.id)).status == "queued"  # ids may be given as text
 
-    performer = Performer(gj)
+    performer = gj.performer()
     with gj.tracker.register():
         [claimed] = performer.claim()
         assert gj.job(job.id).status == "running"
@@ -52,9 +51,7 @@ def test_jobs_filters(gj: GoodJob) -> None:
     a.using(queue="q2", labels=["red", "blue"]).enqueue()
     b.using(queue="q1").enqueue()
     b.using(wait=600).enqueue()
-    Performer(
-        gj,
-    ).drain()
+    gj.performer().drain()
 
     def names(**filters: object) -> list[tuple[str, str]]:
         return sorted((j.task_name, j.queue_name) for j in gj.jobs(**filters))  # type: ignore[arg-type]
@@ -81,7 +78,7 @@ def test_retry_discard_reschedule_destroy(gj: GoodJob, database_url: str) -> Non
 
     failed = fail.enqueue()
     succeeded = ok.enqueue()
-    Performer(gj).drain()
+    gj.performer().drain()
 
     # retry: only a discarded job
     with pytest.raises(JobStateError, match="it is succeeded"):
@@ -122,7 +119,7 @@ def test_discarding_a_running_job_needs_force_and_fences_the_worker(gj: GoodJob)
         return "late"
 
     job = work.enqueue()
-    performer = Performer(gj)
+    performer = gj.performer()
     with gj.tracker.register():
         [claimed] = performer.claim()
         with pytest.raises(JobStateError, match="it is running"):
@@ -164,7 +161,7 @@ def test_operations_racing_claims_never_both_win(gj: GoodJob, operation: str) ->
     lock = threading.Lock()
 
     def worker() -> None:
-        performer = Performer(gj)
+        performer = gj.performer()
         start.wait()
         while True:
             batch = performer.claim(1)
@@ -209,7 +206,7 @@ def test_wait_returns_the_result_or_raises(gj: GoodJob) -> None:
     job, bad = square.enqueue(7), fail.enqueue()
     with pytest.raises(WaitTimeout, match="queued"):
         job.wait(timeout=0.1)
-    worker = threading.Thread(target=Performer(gj).drain)
+    worker = threading.Thread(target=gj.performer().drain)
     worker.start()
     assert job.wait(timeout=10) == 49
     with pytest.raises(JobFailed, match="ValueError: bad input") as info:
@@ -228,7 +225,7 @@ def test_await_result(gj: GoodJob) -> None:
     async def scenario() -> str:
         with pytest.raises(WaitTimeout):
             await job.await_result(timeout=0.05)
-        runner = asyncio.create_task(asyncio.to_thread(Performer(gj).drain))
+        runner = asyncio.create_task(asyncio.to_thread(gj.performer().drain))
         result = await job.await_result(timeout=10)
         await runner
         return result

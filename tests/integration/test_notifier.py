@@ -20,7 +20,9 @@ def test_payloads_carry_queue_and_time(gj: GoodJob) -> None:
     def send() -> None:
         pass
 
-    notifier = Notifier(gj, lambda q, t: heard.append((q, t)), hold_advisory_lock=False)
+    notifier = Notifier(
+        gj.database, gj.tracker, lambda q, t: heard.append((q, t)), hold_advisory_lock=False
+    )
     notifier.start()
     try:
         assert notifier.wait_connected(5)

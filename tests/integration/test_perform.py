@@ -11,14 +11,14 @@ import time
 import pytest
 
 from goodjob import GoodJob, Job, Retry, current_job
-from goodjob.performer import Performer
 from goodjob.queues import parse_selection
+from goodjob.records.claims import ClaimSpec
 from tests.helpers import sql
 
 
 def run_all(gj: GoodJob) -> int:
     """Perform every due job without raising (the way a worker does)."""
-    return Performer(gj).drain()
+    return gj.performer().drain()
 
 
 def test_succeeded_records_result_execution_and_timestamps(gj: GoodJob) -> None:
@@ -289,7 +289,7 @@ def test_claims_follow_the_queue_selection(gj: GoodJob, queues: str, expected: l
     note.using(queue="b", priority=-1).enqueue("b1")
     note.using(queue="a").enqueue("a1")
     note.using(queue="c").enqueue("c1")
-    performer = Performer(gj, parse_selection(queues))
+    performer = gj.performer(ClaimSpec(parse_selection(queues)))
     with gj.tracker.register():
         claimed = performer.claim(10)
         performer.complete([performer.perform(job) for job in claimed])
@@ -319,5 +319,5 @@ def test_a_running_job_holds_no_pooled_connection(
 
     gj.task(name="look")(look if kind == "sync" else async_look)
     gj.tasks["look"].enqueue()
-    Performer(gj).drain()
+    gj.performer().drain()
     assert busy == [0]

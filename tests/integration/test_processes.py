@@ -53,14 +53,11 @@ def liveness(gj: GoodJob) -> dict[uuid.UUID, bool | None]:
 
 
 def test_the_row_describes_the_process(gj: GoodJob, database_url: str) -> None:
-    processes.state_providers.append(lambda: {"schedulers": [{"queues": "*", "max_threads": 5}]})
-    try:
-        tracker = CapsuleTracker(gj)
-        with tracker.register():
-            tracker.id_for_lock()
-            state = sql(database_url, "SELECT state FROM goodjob_processes")[0][0]
-    finally:
-        processes.state_providers.pop()
+    tracker = CapsuleTracker(gj)
+    tracker.add_state(lambda: {"schedulers": [{"queues": "*", "max_threads": 5}]})
+    with tracker.register():
+        tracker.id_for_lock()
+        state = sql(database_url, "SELECT state FROM goodjob_processes")[0][0]
     assert state["hostname"] == socket.gethostname()
     assert state["pid"] == os.getpid()
     assert state["proctitle"]

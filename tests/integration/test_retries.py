@@ -9,12 +9,11 @@ import psycopg
 import pytest
 
 from goodjob import GoodJob, Retry
-from goodjob.performer import Performer
 
 
 def attempt_once(gj: GoodJob) -> None:
     """Claim, run and record exactly one due job."""
-    performer = Performer(gj)
+    performer = gj.performer()
     with gj.tracker.register():
         assert performer.perform_one() is not None
 
@@ -74,7 +73,7 @@ def test_a_retried_job_keeps_its_row_and_error_until_it_succeeds(gj: GoodJob) ->
     attempt_once(gj)
     between = gj.job(job.id)
     assert (between.status, between.error) == ("retried", "ConnectionError: try 1")
-    Performer(gj).drain()
+    gj.performer().drain()
     done = gj.job(job.id)
     assert (done.status, done.result, done.error, done.attempts) == ("succeeded", "done", None, 3)
     assert [e.error for e in done.executions] == [
@@ -96,7 +95,7 @@ def test_global_default_policy_and_task_override(make_app: type[GoodJob]) -> Non
         raise RuntimeError
 
     a, b = uses_default.enqueue(), overrides.enqueue()
-    Performer(gj).drain()
+    gj.performer().drain()
     assert gj.job(a.id).attempts == 2
     assert gj.job(b.id).attempts == 3
 
@@ -107,7 +106,7 @@ def test_no_policy_means_no_retry(gj: GoodJob) -> None:
         raise RuntimeError
 
     job = fail.enqueue()
-    Performer(gj).drain()
+    gj.performer().drain()
     assert (gj.job(job.id).status, gj.job(job.id).attempts) == ("discarded", 1)
 
 

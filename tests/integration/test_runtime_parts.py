@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from goodjob import GoodJob
-from goodjob.cli.main import DATABASE_SETTINGS, main
+from goodjob.cli.main import main
+from goodjob.cli.options import DATABASE_SETTINGS
 from goodjob.config import Settings, env_name
 from goodjob.contrib.asgi import GoodJobLifespan, lifespan
 from goodjob.records import processes
-from goodjob.runtime.cleanup import cleanup_preserved
 from tests.helpers import sql, wait_until
 
 
@@ -71,8 +71,8 @@ def test_cleanup_keeps_unfinished_recent_and_discarded_when_asked(
     boom.enqueue()
     gj.perform_inline()
     waiting = ok.using(wait=3600).enqueue()
-    assert cleanup_preserved(gj, older_than=3600) == 0  # both finished just now
-    assert cleanup_preserved(gj, older_than=0) == 1  # the succeeded one only
+    assert gj.cleanup_preserved_jobs(3600) == 0  # both finished just now
+    assert gj.cleanup_preserved_jobs(0) == 1  # the succeeded one only
     left = {r[0] for r in sql(database_url, "SELECT task_name FROM goodjob_jobs")}
     assert left == {boom.name, ok.name}
     assert gj.job(waiting.id).status == "scheduled"

@@ -64,7 +64,8 @@ def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> No
     [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False), ("false", False)],
 )
 def test_booleans_from_the_environment(raw: str, expected: bool) -> None:
-    assert Settings.load(environ={"GOODJOB_ENABLE_CRON": raw}).enable_cron is expected
+    loaded = Settings.load(environ={"GOODJOB_RETRY_ON_UNHANDLED_ERROR": raw})
+    assert loaded.retry_on_unhandled_error is expected
 
 
 def test_numbers_and_optionals_from_strings() -> None:
@@ -99,6 +100,8 @@ def test_preserve_job_records_accepts_booleans_as_goodjob_does() -> None:
         ({"poll_interval": 0}, {}, "poll_interval", "0", "-1 to disable"),
         ({"lock_strategy": "optimistic"}, {}, "lock_strategy", "'optimistic'", "skiplocked"),
         ({}, {"GOODJOB_ENABLE_CRON": "maybe"}, "enable_cron", "'maybe'", "true or false"),
+        ({"enable_cron": True}, {}, "enable_cron", "True", "not built yet"),
+        ({}, {"GOODJOB_EXECUTION_MODE": "eager"}, "execution_mode", "'eager'", "external"),
         ({"probe_port": 70000}, {}, "probe_port", "70000", "0 to 65535"),
         ({"preserve_job_records": "sometimes"}, {}, "preserve_job_records", "'sometimes'", "never"),
         ({"database_pool_size": 1}, {}, "database_pool_size", "1", "at least 2"),

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from goodjob.errors import ConfigurationError, JobInterrupted, JobTimeout
-from goodjob.performer import ClaimedJob, classify
+from goodjob.policy import OutcomePolicy
 from goodjob.retry import MAX_WAIT, Retry
 
 
@@ -46,15 +44,12 @@ def test_bad_policies_are_refused(kwargs: dict[str, Any]) -> None:
         Retry(**kwargs)
 
 
-def _job(attempt: int) -> ClaimedJob:
-    return ClaimedJob(
-        uuid.uuid4(), "default", 0, "t", {}, dt.datetime.now(dt.UTC), attempt, (), False
-    )
+def classify(policy: OutcomePolicy, task: Any, attempt: int, error: BaseException) -> Any:
+    return policy.classify(task, attempt, error)
 
 
-def _app(default: Retry | None = None, retry_unhandled: bool = False) -> Any:
-    settings = SimpleNamespace(retry_on_unhandled_error=retry_unhandled)
-    return SimpleNamespace(default_retry=default, settings=settings)
+def _policy(default: Retry | None = None, retry_unhandled: bool = False) -> OutcomePolicy:
+    return OutcomePolicy(default, retry_on_unhandled_error=retry_unhandled)
 
 
 def _task(retry: Retry | None = None, discard_on: tuple[type[BaseException], ...] = ()) -> Any:
@@ -64,21 +59,21 @@ def _task(retry: Retry | None = None, discard_on: tuple[type[BaseException], ...
 def test_classify_retries_until_attempts_then_stops() -> None:
     policy = Retry(attempts=3, wait=10, jitter=0, on=(ValueError,))
     task = _task(policy)
-    assert classify(_app(), task, _job(1), ValueError()) == ("retry", "retried", 10.0)
-    assert classify(_app(), task, _job(2), ValueError()) == ("retry", "retried", 10.0)
-    assert classify(_app(), task, _job(3), ValueError()) == ("discarded", "retry_stopped", 0.0)
+    assert classify(_policy(), task, 1, ValueError()) == ("retry", "retried", 10.0)
+    assert classify(_policy(), task, 2, ValueError()) == ("retry", "retried", 10.0)
+    assert classify(_policy(), task, 3, ValueError()) == ("discarded", "retry_stopped", 0.0)
     # An error the policy does not name is unhandled: no retry by default (GoodJob's default).
-    assert classify(_app(), task, _job(1), KeyError()) == ("discarded", "unhandled", 0.0)
+    assert classify(_policy(), task, 1, KeyError()) == ("discarded", "unhandled", 0.0)
 
 
 def test_classify_discard_on_wins_and_global_default_applies() -> None:
     task = _task(Retry(on=(ValueError,)), discard_on=(ValueError,))
-    assert classify(_app(), task, _job(1), ValueError())[:2] == ("discarded", "discarded")
+    assert classify(_policy(), task, 1, ValueError())[:2] == ("discarded", "discarded")
     default = Retry(attempts=2, wait="exponential", jitter=0)
-    assert classify(_app(default), _task(), _job(1), RuntimeError()) == ("retry", "retried", 2.0)
-    assert classify(_app(), _task(), _job(1), RuntimeError())[:2] == ("discarded", "unhandled")
-    assert classify(_app(), _task(Retry()), _job(1), JobTimeout("slow"))[:2] == ("retry", "retried")
-    assert classify(_app(), _task(), _job(1), JobInterrupted("stop"))[:2] == (
+    assert classify(_policy(default), _task(), 1, RuntimeError()) == ("retry", "retried", 2.0)
+    assert classify(_policy(), _task(), 1, RuntimeError())[:2] == ("discarded", "unhandled")
+    assert classify(_policy(), _task(Retry()), 1, JobTimeout("slow"))[:2] == ("retry", "retried")
+    assert classify(_policy(), _task(), 1, JobInterrupted("stop"))[:2] == (
         "release",
         "interrupted",
     )

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from goodjob.cli.main import DATABASE_SETTINGS, app_option, console, load_app, settings_options
+from goodjob.cli.options import DATABASE_SETTINGS, app_option, console, load_app, settings_options
 from goodjob.config import env_name
 from goodjob.records.jobs import LIST_LIMIT, STATUSES
 

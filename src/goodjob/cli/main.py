@@ -1,119 +1,32 @@
-"""``goodjob``: the command group, the options commands share (``--app``, one flag per setting),
-and the commands about the database and processes."""
+"""``goodjob``: the command group, and the commands about the schema, processes and the embedded
+server; the others are in modules of their own."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import logging
 import sys
-import types
-import typing
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from goodjob import embedded
-from goodjob.app import GoodJob
-from goodjob.config import Settings, env_name
-from goodjob.db import Database
+from goodjob.cli.bench import bench
+from goodjob.cli.demo import demo
+from goodjob.cli.jobs import COMMANDS as job_commands
+from goodjob.cli.options import (
+    DATABASE_SETTINGS,
+    app_option,
+    console,
+    err_console,
+    load_app,
+    settings_options,
+)
+from goodjob.cli.start import start
+from goodjob.config import Settings
 from goodjob.db import migrate as migrations
 from goodjob.errors import Error
 from goodjob.records import processes
-
-console = Console()
-err_console = Console(stderr=True)
-
-# The settings every command that reaches the database takes as flags (start takes them all).
-DATABASE_SETTINGS = ("database_url", "schema", "embedded_data_dir")
-
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def load_app(spec: str | None, settings: Mapping[str, Any] | None = None) -> GoodJob:
-    """The app named by ``module:attribute``, or a default app built from the environment,
-    given the settings flags' values (those set; before it opens any connection)."""
-    gj = _import_app(spec)
-    given = {k: v for k, v in (settings or {}).items() if v is not None}
-    if given:
-        gj.settings = gj.settings.replace(**given)
-        gj.database = Database(gj.settings)
-    return gj
-
-
-def _import_app(spec: str | None) -> GoodJob:
-    if not spec:
-        return GoodJob()
-    module_name, _, attribute = spec.partition(":")
-    if not attribute:
-        raise click.BadParameter(
-            f"{spec!r}: use module:attribute, e.g. myproject.jobs:gj", param_hint="--app"
-        )
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(
-            f"{spec!r}: cannot import {module_name}: {exc}", param_hint="--app"
-        ) from exc
-    app = getattr(module, attribute, None)
-    if not isinstance(app, GoodJob):
-        raise click.BadParameter(
-            f"{spec!r}: {attribute} is not a goodjob.GoodJob", param_hint="--app"
-        )
-    return app
-
-
-def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``--app MODULE:ATTR`` option (``GOODJOB_APP``) every command that loads an app takes."""
-    return click.option(
-        "--app",
-        "app_spec",
-        envvar="GOODJOB_APP",
-        metavar="MODULE:ATTR",
-        help="the GoodJob app to load [env: GOODJOB_APP]",
-    )(fn)
-
-
-def _flag_type(kind: Any) -> tuple[Any, bool]:
-    """(click type, is_bool) for a Settings field annotation."""
-    if isinstance(kind, types.UnionType):
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    if typing.get_origin(kind) is typing.Literal:
-        return click.Choice([str(a) for a in typing.get_args(kind)]), False
-    if kind is bool:
-        return bool, True
-    return {int: int, float: float}.get(kind, str), False
-
-
-def settings_options(*names: str) -> Decorator:
-    """One option per Settings field named (every field if none is): ``--max-threads`` for
-    ``max_threads``, default unset; the command passes their values to :func:`load_app`.
-
-    The environment is read by Settings itself (so precedence stays in one place); the help text
-    names the variable.
-    """
-    hints = typing.get_type_hints(Settings)
-    fields = [f for f in dataclasses.fields(Settings) if not names or f.name in names]
-    unknown = set(names) - {f.name for f in fields}
-    if unknown:
-        raise ValueError(f"not settings: {', '.join(sorted(unknown))}")
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for f in reversed(fields):
-            flag = f.name.replace("_", "-")
-            kind, is_bool = _flag_type(hints[f.name])
-            help_text = f"{f.metadata.get('help', '')} [env: {env_name(f.name)}]"
-            decl = f"--{flag}/--no-{flag}" if is_bool else f"--{flag}"
-            fn = click.option(
-                decl, f.name, type=None if is_bool else kind, default=None, help=help_text
-            )(fn)
-        return fn
-
-    return decorate
 
 
 class GoodJobGroup(click.Group):
@@ -239,17 +152,7 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-def _register_commands() -> None:
-    # Imported here, not at the top: these modules import the helpers above.
-    from goodjob.cli.bench import bench
-    from goodjob.cli.demo import demo
-    from goodjob.cli.jobs import COMMANDS as job_commands
-    from goodjob.cli.start import start
+for command in (start, demo, bench, *job_commands):
+    main.add_command(command)
 
-    for command in (start, demo, bench, *job_commands):
-        main.add_command(command)
-
-
-_register_commands()
-
-__all__ = ["DATABASE_SETTINGS", "app_option", "env_name", "load_app", "main", "settings_options"]
+__all__ = ["main"]

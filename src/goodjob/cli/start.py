@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from goodjob import queues as queue_strings
-from goodjob.cli.main import app_option, load_app, settings_options
+from goodjob.cli.options import app_option, load_app, settings_options
 from goodjob.supervisor import Supervisor, run_worker
 
 

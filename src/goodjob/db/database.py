@@ -305,38 +305,26 @@ class Database:
 
     # -- statements -------------------------------------------------------------------------
 
-    def sql(self, name: str, fragments: Mapping[str, str] | None = None) -> str:
-        text = query(name, self.schema)
-        for key, fragment in (fragments or {}).items():
-            text = text.replace("{" + key + "}", fragment)
-        return text
+    def sql(self, name: str) -> str:
+        """The text of statement ``name``, qualified with the schema and tagged."""
+        return query(name, self.schema)
 
-    def execute(
-        self,
-        name: str,
-        params: Params = None,
-        *,
-        conn: Any = None,
-        fragments: Mapping[str, str] | None = None,
-    ) -> list[Row]:
+    def execute(self, name: str, params: Params = None, *, conn: Any = None) -> list[Row]:
         """Run statement ``name`` and return its rows; on ``conn`` (a caller's connection) or a
         pooled one."""
-        return self._execute(name, params, conn, fragments, fetch=True)
+        return self._execute(self.sql(name), params, conn, fetch=True)
+
+    def execute_text(self, text: str, params: Params = None) -> list[Row]:
+        """Run a statement rendered from a named one (the claim variants of records/claims.py)
+        on a pooled connection and return its rows."""
+        return self._execute(text, params, None, fetch=True)
 
     def run(self, name: str, params: Params = None, *, conn: Any = None) -> None:
         """Run statement ``name`` for its effect, without reading the rows it returns (on the
         enqueue path: building a row costs a few µs of each enqueue, issue 5)."""
-        self._execute(name, params, conn, None, fetch=False)
+        self._execute(self.sql(name), params, conn, fetch=False)
 
-    def _execute(
-        self,
-        name: str,
-        params: Params,
-        conn: Any,
-        fragments: Mapping[str, str] | None,
-        fetch: bool,
-    ) -> list[Row]:
-        sql = self.sql(name, fragments)
+    def _execute(self, sql: str, params: Params, conn: Any, fetch: bool) -> list[Row]:
         with translate_errors():
             if conn is not None:
                 return _run(conn.cursor(row_factory=dict_row), sql, params, fetch)

@@ -178,8 +178,9 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz,
 -- Claims up to {limit} due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
 -- attempt left open by a process that died. A job is reported interrupted when its previous
--- attempt was (left open, or released at shutdown). {queue_filter} and {queue_order} are fixed fragments
--- chosen by the queue selection, never user text. With {skip_advisory_locked} (the advisory
+-- attempt was (left open, or released at shutdown). {queue_filter}, {queue_order} and {filters}
+-- are fixed fragments chosen by the pool's ClaimSpec (records/claims.py), never user text; no
+-- other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
 -- {limit} and {skip_advisory_locked} are written into the text (a whole number; true or false),
 -- not sent as parameters: as parameters, Postgres costed the plan it could keep for any limit at
@@ -203,7 +204,7 @@ candidates AS (
     SELECT j.id, j.ctid AS tid
     FROM goodjob_jobs j
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
-      {queue_filter}
+      {queue_filter} {filters}
       AND EXISTS (SELECT 1 FROM me)
       AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from goodjob.db import CHANNEL, Database
 from goodjob.db.database import translate_errors
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
 from goodjob.ids import new_ids
+from goodjob.options import JobRequest
 from goodjob.serialization import (
     decode,
     decode_arguments,
@@ -28,10 +29,6 @@ from goodjob.serialization import (
     encode_arguments,
     too_large,
 )
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
-    from goodjob.task import JobRequest
 
 # job.wait() polls: quickly at first (short jobs), then every half second at most.
 WAIT_FIRST_POLL = 0.02  # seconds
@@ -93,7 +90,7 @@ class Job:
     raw_result: Any = None
     executions: tuple[Execution, ...] = field(default=(), compare=False)
     updated_at: dt.datetime | None = None
-    app: GoodJob | None = field(default=None, compare=False, repr=False)
+    reader: JobReader | None = field(default=None, compare=False, repr=False)
 
     @property
     def args(self) -> list[Any]:
@@ -118,7 +115,9 @@ class Job:
 
     def refresh(self) -> Job:
         """This job as the database says it is now."""
-        return self._app_or_fail().job(self.id)
+        if self.reader is None:
+            raise JobStateError("this Job was built without a reader; fetch it with gj.job(id)")
+        return self.reader.job(self.id)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job finishes; its result, or JobFailed / WaitTimeout.
@@ -156,13 +155,8 @@ class Job:
             raise JobFailed(f"job {self.id} ({self.task_name}) was discarded: {self.error}", self)
         return self.result
 
-    def _app_or_fail(self) -> GoodJob:
-        if self.app is None:
-            raise JobStateError("this Job was built without an app; fetch it with gj.job(id)")
-        return self.app
-
     @classmethod
-    def enqueued(cls, app: GoodJob, jobs: NewJobs) -> list[Job]:
+    def enqueued(cls, reader: JobReader, jobs: NewJobs) -> list[Job]:
         """The handles of jobs just inserted: what the client knows without asking the database.
 
         Each handle's ``__dict__`` is a copy of one made per task and options, with the id and
@@ -176,8 +170,12 @@ class Job:
         shared: dict[str, Any] = {}
         last: JobRequest | None = None
         for request, job_id, arguments in zip(jobs.requests, jobs.ids, jobs.arguments, strict=True):
-            if last is None or request.task is not last.task or request.options is not last.options:
-                shared, last = cls._shared_fields(app, request), request
+            if (
+                last is None
+                or request.task_name != last.task_name
+                or request.options is not last.options
+            ):
+                shared, last = cls._shared_fields(reader, request), request
             fields = shared.copy()
             fields["id"] = job_id
             if arguments is NO_ARGUMENTS:  # shared by the batch: each handle gets its own
@@ -189,7 +187,7 @@ class Job:
         return handles
 
     @staticmethod
-    def _shared_fields(app: GoodJob, request: JobRequest) -> dict[str, Any]:
+    def _shared_fields(reader: JobReader, request: JobRequest) -> dict[str, Any]:
         """The fields of a new job's handle that come from its task and options."""
         options = request.options
         # A guess by the local clock, for the handle only; gj.job(id) asks the database.
@@ -197,7 +195,7 @@ class Job:
             options.run_at is not None and options.run_at > dt.datetime.now(dt.UTC)
         )
         return {
-            "task_name": request.task.name,
+            "task_name": request.task_name,
             "queue_name": options.queue,
             "priority": options.priority,
             "status": "scheduled" if scheduled else "queued",
@@ -205,7 +203,7 @@ class Job:
             "created_at": None,
             "labels": options.labels,
             "concurrency_key": options.concurrency_key,
-            "app": app,
+            "reader": reader,
         }
 
     @classmethod
@@ -213,7 +211,7 @@ class Job:
         cls,
         row: dict[str, Any],
         executions: Sequence[dict[str, Any]] = (),
-        app: GoodJob | None = None,
+        reader: JobReader | None = None,
     ) -> Job:
         return cls(
             id=row["id"],
@@ -236,7 +234,7 @@ class Job:
             raw_result=row["result"],
             executions=tuple(Execution.from_row(e) for e in executions),
             updated_at=row["updated_at"],
-            app=app,
+            reader=reader,
         )
 
 
@@ -251,8 +249,8 @@ class EnqueuedJobs(Sequence[Job]):
 
     __hash__ = None  # type: ignore[assignment]  # like a list: equal to one, so unhashable
 
-    def __init__(self, app: GoodJob, parts: Sequence[NewJobs]) -> None:
-        self._app = app
+    def __init__(self, reader: JobReader, parts: Sequence[NewJobs]) -> None:
+        self._reader = reader
         self._parts = parts
         self._handles: list[Job] | None = None
 
@@ -280,7 +278,9 @@ class EnqueuedJobs(Sequence[Job]):
     def _built(self) -> list[Job]:
         # Two threads reading at once may both build: the handles are equal, either list serves.
         if self._handles is None:
-            self._handles = [job for part in self._parts for job in Job.enqueued(self._app, part)]
+            self._handles = [
+                job for part in self._parts for job in Job.enqueued(self._reader, part)
+            ]
         return self._handles
 
 
@@ -324,7 +324,7 @@ def _row(request: JobRequest) -> dict[str, Any]:
     return {
         "queue_name": options.queue,
         "priority": options.priority,
-        "task_name": request.task.name,
+        "task_name": request.task_name,
         "run_at": options.run_at,
         "wait": float(options.wait),
         "concurrency_key": options.concurrency_key,
@@ -363,7 +363,7 @@ def _oversized(jobs: NewJobs, index: int) -> str:
     named += [(f"argument {key!r}", value) for key, value in encoded["kwargs"].items()]
     largest = max(named, key=lambda item: len(jsonlib.dumps(item[1])))[0] if named else "none"
     where = f"job {index + 1} of the batch, " if len(jobs) > 1 else ""
-    return f"{where}task {request.task.name} (largest: {largest}): its arguments"
+    return f"{where}task {request.task_name} (largest: {largest}): its arguments"
 
 
 def dump_arguments(jobs: NewJobs, limit: int) -> str:
@@ -384,7 +384,7 @@ def insert_params(jobs: NewJobs, limit: int) -> dict[str, Any]:
         "channel": CHANNEL,
     }
     first = requests[0]
-    if all(r.task is first.task and r.options is first.options for r in requests):
+    if all(r.task_name == first.task_name and r.options is first.options for r in requests):
         # The usual batch: one task's calls with the same options share every other column.
         for name, value in _row(first).items():
             params[_ARRAYS[name]], params[name] = [], value
@@ -451,12 +451,12 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 
 
 def insert(
-    db: Database, requests: Sequence[JobRequest], app: GoodJob, conn: Any = None
+    db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any = None
 ) -> EnqueuedJobs:
     """Insert jobs for ``requests`` and wake each of their queues once; on ``conn`` (the
     caller's) if given. Returns the jobs' handles."""
     if conn is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
-        return _insert_pipelined(db, requests, app)
+        return _insert_pipelined(db, requests, reader)
     limit = db.settings.max_payload_bytes
     jobs = NewJobs.of(requests)
     if len(jobs) == 1:
@@ -465,10 +465,12 @@ def insert(
         db.run("jobs_insert", insert_params(jobs, limit), conn=conn)
     else:
         _copy(db, jobs, conn)
-    return EnqueuedJobs(app, [jobs])
+    return EnqueuedJobs(reader, [jobs])
 
 
-def _insert_pipelined(db: Database, requests: Sequence[JobRequest], app: GoodJob) -> EnqueuedJobs:
+def _insert_pipelined(
+    db: Database, requests: Sequence[JobRequest], reader: JobReader
+) -> EnqueuedJobs:
     """Insert a batch as statements of ``PIPELINE_PART`` jobs, sent in one transaction without
     waiting for each other: the server inserts one part while the client encodes the next
     (issue 5: 10.9 -> 8.7 µs a job). A part that fails to encode rolls back the parts already
@@ -480,7 +482,7 @@ def _insert_pipelined(db: Database, requests: Sequence[JobRequest], app: GoodJob
             jobs = NewJobs.of(requests[start : start + PIPELINE_PART])
             send("jobs_insert", insert_params(jobs, limit))
             parts.append(jobs)
-    return EnqueuedJobs(app, parts)
+    return EnqueuedJobs(reader, parts)
 
 
 def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
@@ -495,7 +497,7 @@ def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
 
 
 async def ainsert(
-    db: Database, requests: Sequence[JobRequest], app: GoodJob, conn: Any
+    db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any
 ) -> EnqueuedJobs:
     """:func:`insert` on the caller's async connection."""
     limit = db.settings.max_payload_bytes
@@ -513,7 +515,7 @@ async def ainsert(
                     for row in rows:
                         await copy.write_row(row)
                 await db.aexecute("jobs_notify", notify_params(rows), conn)
-    return EnqueuedJobs(app, [jobs])
+    return EnqueuedJobs(reader, [jobs])
 
 
 class _CallerTransaction:
@@ -532,14 +534,32 @@ class _CallerTransaction:
         return self.tx.__exit__(*exc)
 
 
+class JobReader:
+    """What a :class:`Job` handle reads through: jobs by id, fresh from the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def job(self, job_id: uuid.UUID) -> Job:
+        """The job with this id, with its executions; JobNotFound when there is none."""
+        job = get(self.db, job_id, reader=self)
+        if job is None:
+            raise JobNotFound(f"no job has id {job_id}")
+        return job
+
+
 def get(
-    db: Database, job_id: uuid.UUID, *, with_executions: bool = True, app: GoodJob | None = None
+    db: Database,
+    job_id: uuid.UUID,
+    *,
+    with_executions: bool = True,
+    reader: JobReader | None = None,
 ) -> Job | None:
     row = db.fetchone("job_get", {"id": job_id})
     if row is None:
         return None
     executions = db.execute("job_executions", {"id": job_id}) if with_executions else []
-    return Job.from_row(row, executions, app)
+    return Job.from_row(row, executions, reader)
 
 
 def find(
@@ -550,7 +570,7 @@ def find(
     task: str | None = None,
     label: str | None = None,
     limit: int = LIST_LIMIT,
-    app: GoodJob | None = None,
+    reader: JobReader | None = None,
 ) -> list[Job]:
     """Jobs matching every given filter, newest first (executions not loaded)."""
     if status is not None and status not in STATUSES:
@@ -559,7 +579,7 @@ def find(
         "jobs_list",
         {"status": status, "queue": queue, "task": task, "label": label, "limit": limit},
     )
-    return [Job.from_row(row, (), app) for row in rows]
+    return [Job.from_row(row, (), reader) for row in rows]
 
 
 def _refused(db: Database, job_id: uuid.UUID, action: str, needs: str) -> JobStateError:

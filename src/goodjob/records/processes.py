@@ -13,7 +13,6 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -25,9 +24,6 @@ SWEEP_LOCK_KEY = 7_306_531_104_532_211_202  # arbitrary, fixed: "one sweeper at 
 # last refreshed before the restart this long to reconnect and lock again before they count as
 # dead. A row refreshed after the restart gets no grace: its lock was lost later, so it is dead.
 RESTART_GRACE_SECONDS = 30.0
-
-# The runtime registers a function here that adds live figures (schedulers, cache) to the state.
-state_providers: list[Callable[[], dict[str, Any]]] = []
 
 
 @dataclass(frozen=True)
@@ -76,25 +72,25 @@ def _version() -> str:
 
 
 def process_state() -> dict[str, Any]:
-    """What the process row says about this process."""
-    state: dict[str, Any] = {
+    """What every process row says about its process (its tracker adds its capsule's figures)."""
+    return {
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "proctitle": " ".join(sys.argv) or sys.executable,
         "memory": memory_kb(),
         "version": _version(),
     }
-    for provider in state_providers:
-        state.update(provider())
-    return state
 
 
 def upsert(
-    db: Database, process_id: uuid.UUID, *, advisory: bool, conn: DedicatedConnection | None = None
+    db: Database,
+    process_id: uuid.UUID,
+    state: dict[str, Any],
+    *,
+    advisory: bool,
+    conn: DedicatedConnection | None = None,
 ) -> tuple[ProcessRecord, bool]:
     """Create or refresh the row; returns it and whether it was (re-)created."""
-    state = process_state()
-    state["database_connection_pool"] = db.pool_stats()
     params = {
         "id": process_id,
         "state": json(state),

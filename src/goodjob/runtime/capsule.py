@@ -17,20 +17,22 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from goodjob import queues as queue_strings
+from goodjob.capsule_tracker import CapsuleTracker
+from goodjob.config import Settings
+from goodjob.db import Database
 from goodjob.errors import Error
-from goodjob.performer import ClaimedJob, Outcome, Performer
-from goodjob.records import processes
+from goodjob.middleware import MiddlewareChain
+from goodjob.performer import Performer
+from goodjob.records.claims import ClaimedJob, ClaimSpec, Outcome
 from goodjob.runtime.cleanup import Cleaner
 from goodjob.runtime.completer import Completer
+from goodjob.runtime.counters import Counters
 from goodjob.runtime.notifier import Notifier
 from goodjob.runtime.poller import FutureCache, Poller
 from goodjob.runtime.scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
 
 logger = logging.getLogger("goodjob.capsule")
 
@@ -43,9 +45,10 @@ INTERRUPTED = "goodjob.JobInterrupted: the worker shut down before the job finis
 class _Every:
     """A thread calling ``fn`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, name: str, interval: float, fn: Any) -> None:
+    def __init__(self, name: str, interval: float, fn: Any, errors: MiddlewareChain) -> None:
         self.interval = interval
         self.fn = fn
+        self.errors = errors
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -61,24 +64,56 @@ class _Every:
         while not self._stop.wait(self.interval):
             try:
                 self.fn()
-            except Error as exc:
-                logger.warning("%s failed: %s", self._thread.name, exc)
-            except Exception:
-                logger.exception("%s failed", self._thread.name)
+            except Exception as exc:
+                if isinstance(exc, Error):
+                    logger.warning("%s failed: %s", self._thread.name, exc)
+                else:
+                    logger.exception("%s failed", self._thread.name)
+                self.errors.on_error(exc)
+
+
+class CapsuleApp(Protocol):
+    """What a capsule is made from: the app that assembled the parts it runs."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def tracker(self) -> CapsuleTracker: ...
+
+    @property
+    def middleware(self) -> MiddlewareChain: ...
+
+    def performer(
+        self,
+        spec: ClaimSpec | None = None,
+        *,
+        pool: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
+        shutdown: threading.Event | None = None,
+        middleware: MiddlewareChain | None = None,
+    ) -> Performer: ...
+
+    def check_schema(self) -> None: ...
+
+    def cleanup_preserved_jobs(self) -> int: ...
 
 
 class Capsule:
     """One worker process's runtime for one app."""
 
-    def __init__(self, gj: GoodJob) -> None:
-        self.gj = gj
-        self.settings = gj.settings
+    def __init__(self, gj: CapsuleApp) -> None:
+        self.settings = settings = gj.settings
+        self.database = gj.database
+        self.tracker = gj.tracker
+        self._app = gj  # for its performers, made at start, when the event loop exists
         self.shutting_down = threading.Event()  # jobs read it; schedulers stop claiming
         self.stop_requested = threading.Event()  # set by a signal or the idle timeout
         self.started = False
         self.stopped = False
-        self.succeeded = 0
-        self.failed = 0
         self.schedulers: list[Scheduler] = []
         self.notifier: Notifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,54 +121,81 @@ class Capsule:
         self._own_advisory = False
         self._lock = threading.Lock()
         self._healthy_db = True
-        specs = queue_strings.parse(self.settings.queues, self.settings.max_threads)
-        self.specs = specs
-        self.performer = Performer(gj, shutdown=self.shutting_down)
-        self.completer = Completer(self.performer, on_recorded=self._recorded)
-        self.cache = FutureCache(gj.database, self.settings.max_cache, self.wake)
-        self.poller = Poller(self.settings.poll_interval, self._poll, self._degraded)
-        self.sweeper = _Every("goodjob-sweeper", self.settings.sweep_interval, self._sweep)
-        self.cleaner = Cleaner(gj)
+        self.specs = queue_strings.parse(settings.queues, settings.max_threads)
+        self.counters = Counters()
+        self.middleware = gj.middleware.plus(self.counters)
+        self.performer = gj.performer(shutdown=self.shutting_down, middleware=self.middleware)
+        self.completer = Completer(
+            self.performer, on_recorded=self._recorded, errors=self.middleware
+        )
+        self.cache = FutureCache(gj.database, settings.max_cache, self.wake)
+        self.poller = Poller(settings.poll_interval, self._poll, self._degraded)
+        self.sweeper = _Every(
+            "goodjob-sweeper", settings.sweep_interval, self._sweep, self.middleware
+        )
+        self.cleaner = Cleaner(
+            gj.cleanup_preserved_jobs,
+            every_jobs=settings.cleanup_interval_jobs,
+            every_seconds=settings.cleanup_interval_seconds,
+        )
         self.idle_watch: _Every | None = None
         self.started_at = 0.0
+
+    @property
+    def succeeded(self) -> int:
+        return self.counters.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start every part; returns once workers are running (and listening, when enabled)."""
-        gj, settings = self.gj, self.settings
-        gj.check_schema()
-        gj.tracker.register()
+        settings, tracker = self.settings, self.tracker
+        self._app.check_schema()
+        tracker.add_state(self.state)
+        tracker.register()
         try:
             if settings.advisory_lock_heartbeat and not settings.enable_listen_notify:
-                gj.tracker.register(with_advisory_lock=True)  # the tracker opens a connection
+                tracker.register(with_advisory_lock=True)  # the tracker opens a connection
                 self._own_advisory = True
-            gj.tracker.id_for_lock()  # the row exists from the start
+            tracker.id_for_lock()  # the row exists from the start
         except BaseException:
             # Nothing else runs yet: undo the registrations so no half-started row stays.
-            while gj.tracker.locks:
-                gj.tracker.unregister(with_advisory_lock=gj.tracker.advisory_locks > 0)
+            while tracker.locks:
+                tracker.unregister(with_advisory_lock=tracker.advisory_locks > 0)
+            tracker.remove_state(self.state)
             raise
         self._start_loop()
-        processes.state_providers.append(self.state)
         self.completer.start()
         for index, spec in enumerate(self.specs):
+            performer = self._app.performer(
+                ClaimSpec(spec.queues, advisory=self.performer.spec.advisory),
+                pool=index,
+                loop=self._loop,
+                shutdown=self.shutting_down,
+                middleware=self.middleware,
+            )
             scheduler = Scheduler(
-                gj,
                 spec,
+                performer,
                 self.completer,
                 index=index,
                 shutdown=self.shutting_down,
-                loop=self._loop,
+                errors=self.middleware,
             )
             scheduler.start()
             self.schedulers.append(scheduler)
         if settings.enable_listen_notify:
             self.notifier = Notifier(
-                gj,
+                self.database,
+                tracker,
                 self._notified,
                 on_reconnect=self._reconnected,
                 hold_advisory_lock=settings.advisory_lock_heartbeat,
+                errors=self.middleware,
             )
             self.notifier.start()
             if not self.notifier.wait_connected(INITIAL_LISTEN_WAIT):
@@ -144,20 +206,22 @@ class Capsule:
         self.sweeper.start()
         self.cleaner.start()
         if settings.idle_timeout > 0:
-            self.idle_watch = _Every("goodjob-idle-watch", IDLE_CHECK, self._check_idle)
+            self.idle_watch = _Every(
+                "goodjob-idle-watch", IDLE_CHECK, self._check_idle, self.middleware
+            )
             self.idle_watch.start()
         self.started_at = time.monotonic()
         self.started = True
         self.wake_all()  # jobs that were already waiting
         logger.info(
             "started: process %s (pid %d), queues %r, %s",
-            gj.tracker.process_id,
+            tracker.process_id,
             os.getpid(),
             settings.queues,
             "listening" if self.connected else "polling",
             extra={
                 "action": "start",
-                "process_id": str(gj.tracker.process_id),
+                "process_id": str(tracker.process_id),
                 "queues": settings.queues,
             },
         )
@@ -209,9 +273,8 @@ class Capsule:
         if self.notifier is not None:
             self.notifier.stop()
         self._stop_loop()
-        if self.state in processes.state_providers:
-            processes.state_providers.remove(self.state)
-        tracker = self.gj.tracker
+        tracker = self.tracker
+        tracker.remove_state(self.state)
         try:
             if self._own_advisory:
                 tracker.unregister(with_advisory_lock=True)
@@ -291,7 +354,7 @@ class Capsule:
 
     def _sweep(self) -> None:
         try:
-            self.gj.tracker.renew(silent=True)
+            self.tracker.renew(silent=True)
             self._healthy_db = True
         except Error:
             self._healthy_db = False
@@ -305,19 +368,11 @@ class Capsule:
             logger.info("idle for %ss: stopping", self.settings.idle_timeout)
             self.stop_requested.set()
 
-    def _recorded(self, batch: list[tuple[Scheduler, Outcome]]) -> None:
-        failed = 0
-        for scheduler, outcome in batch:
-            if outcome.failed:
-                scheduler.failed += 1
-                failed += 1
-            else:
-                scheduler.succeeded += 1
+    def _recorded(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
             if outcome.kind == "retry" and outcome.wait > 0:
                 self.cache.add_after(outcome.job.queue_name, outcome.wait)
-        self.failed += failed
-        self.succeeded += len(batch) - failed
-        self.cleaner.jobs_recorded(len(batch))
+        self.cleaner.jobs_recorded(len(outcomes))
 
     # -- health and figures ---------------------------------------------------------------
 
@@ -329,11 +384,10 @@ class Capsule:
         return self._healthy_db
 
     def state(self) -> dict[str, Any]:
+        """This capsule's part of its process row (its tracker writes it with each heartbeat)."""
         return {
-            "schedulers": [s.state() for s in self.schedulers],
+            "schedulers": [{**s.state(), **self.counters.pool(s.index)} for s in self.schedulers],
             "cache": {"size": len(self.cache), "max": self.settings.max_cache},
-            "succeeded": self.succeeded,
-            "failed": self.failed,
             "listening": bool(self.notifier and self.notifier.connected.is_set()),
-            "cron_enabled": self.settings.enable_cron,
+            **self.middleware.process_state(),
         }

@@ -10,28 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from goodjob.errors import Error
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
 
 logger = logging.getLogger("goodjob.cleanup")
 
 
-def cleanup_preserved(gj: GoodJob, older_than: float | None = None) -> int:
-    """Delete finished jobs older than ``older_than`` seconds (the setting by default)."""
-    return gj.cleanup_preserved_jobs(older_than)
-
-
 class Cleaner:
-    """Triggers :func:`cleanup_preserved` by job count and by time."""
+    """Calls ``cleanup`` (which deletes old finished jobs, returning how many) by job count and
+    by time."""
 
-    def __init__(self, gj: GoodJob) -> None:
-        self.gj = gj
-        self.every_jobs = gj.settings.cleanup_interval_jobs
-        self.every_seconds = gj.settings.cleanup_interval_seconds
+    def __init__(
+        self, cleanup: Callable[[], int], *, every_jobs: int, every_seconds: float
+    ) -> None:
+        self.cleanup = cleanup
+        self.every_jobs = every_jobs
+        self.every_seconds = every_seconds
         self._jobs = 0
         self._last = time.monotonic()
         self._event = threading.Event()
@@ -71,7 +66,7 @@ class Cleaner:
             self._jobs = 0
             self._last = time.monotonic()
             try:
-                deleted = cleanup_preserved(self.gj)
+                deleted = self.cleanup()
             except Error as exc:
                 logger.warning("cleanup failed: %s", exc, extra={"action": "cleanup"})
                 continue

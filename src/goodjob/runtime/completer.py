@@ -14,14 +14,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from goodjob.errors import DatabaseUnavailable
-from goodjob.performer import MAX_ERROR_CHARS, Outcome, Performer
+from goodjob.middleware import MiddlewareChain
+from goodjob.performer import MAX_ERROR_CHARS, Performer
+from goodjob.records.claims import Outcome
 from goodjob.serialization import clean_text
-
-if TYPE_CHECKING:
-    from goodjob.runtime.scheduler import Scheduler
 
 logger = logging.getLogger("goodjob.completer")
 
@@ -37,12 +35,14 @@ class Completer:
         self,
         performer: Performer,
         *,
-        on_recorded: Callable[[list[tuple[Scheduler, Outcome]]], None] | None = None,
+        on_recorded: Callable[[list[Outcome]], None] | None = None,
+        errors: MiddlewareChain | None = None,
     ) -> None:
         self.performer = performer
         self.on_recorded = on_recorded
+        self._errors = errors or MiddlewareChain()
         self._lock = threading.Lock()
-        self._queue: list[tuple[Scheduler, Outcome]] = []
+        self._queue: list[Outcome] = []
         self._event = threading.Event()
         self._stopping = False
         self._in_flight = 0
@@ -51,9 +51,9 @@ class Completer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, scheduler: Scheduler, outcome: Outcome) -> None:
+    def submit(self, outcome: Outcome) -> None:
         with self._lock:
-            self._queue.append((scheduler, outcome))
+            self._queue.append(outcome)
         self._event.set()
 
     @property
@@ -86,18 +86,19 @@ class Completer:
             if done:
                 return
 
-    def _flush(self, batch: list[tuple[Scheduler, Outcome]]) -> None:
+    def _flush(self, batch: list[Outcome]) -> None:
         try:
-            recorded = self._write([outcome for _, outcome in batch])
-        except Exception:
+            recorded = self._write(batch)
+        except Exception as exc:
             # Never expected (_write handles what the database says); the thread must live on,
             # or every later outcome of this process would wait forever.
             logger.exception("recording outcomes failed", extra={"action": "complete"})
+            self._errors.on_error(exc)
             return
         if self.on_recorded is not None:
             # Only what was written counts; a fenced (zombie) outcome was logged by complete().
             try:
-                self.on_recorded([(s, o) for s, o in batch if o.job.id in recorded])
+                self.on_recorded([o for o in batch if o.job.id in recorded])
             except Exception:
                 logger.exception("on_recorded failed", extra={"action": "complete"})
 
@@ -118,10 +119,12 @@ class Completer:
                     # Shutting down with the database gone: the claims are released by the
                     # sweep of whichever process sees this one's row die.
                     logger.error("outcomes not recorded: %s", exc, extra={"action": "complete"})
+                    self._errors.on_error(exc)
                     return set()
                 logger.warning("recording outcomes failed: %s; retrying", exc)
                 time.sleep(RETRY_BACKOFF)
             except Exception as exc:
+                self._errors.on_error(exc)
                 if len(outcomes) > 1:
                     logger.warning("outcomes refused (%s); writing them one by one", exc)
                     return {job_id for outcome in outcomes for job_id in self._write([outcome])}

@@ -15,14 +15,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from goodjob.db import CHANNEL, DedicatedConnection
+from goodjob.capsule_tracker import CapsuleTracker
+from goodjob.db import CHANNEL, Database, DedicatedConnection
 from goodjob.errors import Error
-from goodjob.records import processes
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
+from goodjob.middleware import MiddlewareChain
 
 logger = logging.getLogger("goodjob.notifier")
 
@@ -39,13 +36,17 @@ class Notifier:
 
     def __init__(
         self,
-        gj: GoodJob,
+        database: Database,
+        tracker: CapsuleTracker,
         on_notify: Handler,
         *,
         on_reconnect: Callable[[], None] | None = None,
         hold_advisory_lock: bool = True,
+        errors: MiddlewareChain | None = None,
     ) -> None:
-        self.gj = gj
+        self.errors = errors or MiddlewareChain()
+        self.database = database
+        self.tracker = tracker
         self.on_notify = on_notify
         self.on_reconnect = on_reconnect
         self.hold_advisory_lock = hold_advisory_lock
@@ -86,17 +87,18 @@ class Notifier:
                     backoff,
                     extra={"action": "notifier_down"},
                 )
+                self.errors.on_error(exc)
             finally:
                 self._disconnect()
             self._stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _connect(self) -> None:
-        conn = self.gj.database.dedicated("notifier")
+        conn = self.database.dedicated("notifier")
         self._conn = conn
         conn.listen(CHANNEL)
         if self.hold_advisory_lock:
-            self.gj.tracker.register(with_advisory_lock=True, connection=conn)
+            self.tracker.register(with_advisory_lock=True, connection=conn)
             self._registered = True
         reconnect = self.ever_connected
         self.ever_connected = True
@@ -137,7 +139,7 @@ class Notifier:
         self.connected.clear()
         if self._registered:
             self._registered = False
-            tracker = self.gj.tracker
+            tracker = self.tracker
             try:
                 tracker.unregister(with_advisory_lock=True)
             except Error as exc:
@@ -149,7 +151,7 @@ class Notifier:
                 # and do not re-run its jobs. If the database is unreachable this fails, and the
                 # row dies with the lock, as it should.
                 try:
-                    processes.upsert(self.gj.database, tracker.process_id, advisory=False)
+                    tracker.heartbeat_only()
                 except Error as exc:
                     logger.debug("could not mark the row heartbeat-only: %s", exc)
         if self._conn is not None:

@@ -3,13 +3,19 @@
 A claimer thread sleeps until woken (NOTIFY, poll, a future-job timer), then claims as many jobs
 as the pool has free threads, in one statement, and hands them to those threads; a single
 wake-up (a poll) puts every thread to work (fan-out). While claims bring jobs back it keeps
-draining, with up to ``CLAIM_AHEAD`` jobs per thread claimed ahead: it claims again, in one
-statement, as soon as fewer jobs wait than there are threads, so a finishing thread finds its
-next job waiting and a backlog costs one round trip per batch rather than one per job. A full
-claim starts a drain and only an empty one ends it; the claimer then sleeps until the next
-wake-up. Jobs claimed ahead that no thread started by shutdown are given back
-(``Performer.unclaim``). Outcomes go to the batching
-:class:`~goodjob.runtime.completer.Completer`; threads do not wait for them to be written.
+draining: it claims again, in one statement, as soon as fewer jobs wait than there are threads.
+A full claim starts a drain and only an empty one ends it; the claimer then sleeps until the
+next wake-up. Outcomes go to the batching :class:`~goodjob.runtime.completer.Completer`;
+threads do not wait for them to be written.
+
+**Claiming ahead, bounded by time** (issue 12). While draining, the pool also claims the jobs
+its threads will start within :data:`AHEAD_WINDOW`, judged from a moving average of how long
+its jobs take, so that a thread finishing a short job finds the next one waiting instead of
+waiting for a claim's round trip. Jobs that take a second are not claimed ahead at all: a job
+claimed ahead waits in this process while another process may have an idle thread (Celery's
+prefetch problem). A job that still waits after :data:`RETURN_AFTER` (its pool's threads turned
+out busy with longer jobs) is given back, as if never claimed, for any worker to take; one that
+waited more than :data:`VERIFY_AFTER` has its claim checked before it starts.
 """
 
 from __future__ import annotations
@@ -19,22 +25,26 @@ import ctypes
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from goodjob.errors import Error, JobInterrupted
-from goodjob.performer import ClaimedJob, Outcome, Performer
+from goodjob.middleware import MiddlewareChain
+from goodjob.performer import Performer
 from goodjob.queues import PoolSpec
-
-if TYPE_CHECKING:
-    from goodjob.app import GoodJob
-    from goodjob.runtime.completer import Completer
+from goodjob.records.claims import ClaimedJob, Outcome
+from goodjob.runtime.completer import Completer
 
 logger = logging.getLogger("goodjob.scheduler")
 
 CLAIM_ERROR_BACKOFF = 1.0  # seconds a thread waits after a failed claim (database down)
-CLAIM_AHEAD = 4  # jobs per thread claimed beyond the free threads while draining a backlog
-# A job claimed ahead that waited longer than this before a thread took it has its claim checked
-# first (one query): long enough that a drain of short jobs never pays it.
+CLAIM_AHEAD = 4  # at most this many jobs per thread claimed ahead, however short they are
+AHEAD_WINDOW = 0.005  # seconds: claim ahead what the threads will start within this time
+DURATION_WEIGHT = 0.2  # weight of the newest job in the moving average of job durations
+# A job claimed ahead that waited this long was misjudged (its pool's threads took longer than
+# the average said): give it back so another worker can run it.
+RETURN_AFTER = 0.05  # seconds
+# A job that waited longer than this before a thread took it has its claim checked first (one
+# query): long enough that a drain of short jobs never pays it.
 VERIFY_AFTER = 0.1  # seconds
 
 
@@ -43,19 +53,19 @@ class Scheduler:
 
     def __init__(
         self,
-        gj: GoodJob,
         spec: PoolSpec,
+        performer: Performer,
         completer: Completer,
         *,
         index: int,
         shutdown: threading.Event,
-        loop: Any = None,
+        errors: MiddlewareChain | None = None,
     ) -> None:
-        self.gj = gj
         self.spec = spec
         self.index = index
         self.completer = completer
-        self.performer = Performer(gj, spec.queues, loop=loop, shutdown=shutdown)
+        self.performer = performer
+        self._errors = errors or MiddlewareChain()
         self._shutdown = shutdown  # set: stop claiming (jobs see current_job().shutting_down)
         lock = threading.Lock()
         self._lock = lock
@@ -65,11 +75,11 @@ class Scheduler:
         self._running: dict[int, ClaimedJob] = {}  # thread ident -> the job it runs
         self._wakeups = 0  # wake-ups not yet answered by a claim
         self._draining = False  # the last claim came back full: claim again as threads free up
+        self._duration: float | None = None  # moving average of a job's time in a thread
         self._threads: list[threading.Thread] = []
         self.last_active = time.monotonic()
         self.claimed = 0
-        self.succeeded = 0
-        self.failed = 0
+        self.returned = 0  # jobs claimed ahead and given back unstarted
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -153,84 +163,108 @@ class Scheduler:
             "busy_threads": len(self._running),
             "available_threads": self.spec.threads - len(self._running),
             "claimed": self.claimed,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
+            "returned": self.returned,
         }
 
     # -- the claimer ----------------------------------------------------------------------
 
-    def _free(self) -> int:
-        """How many jobs the next claim may take.
+    def _ahead(self) -> int:
+        """How many jobs to claim beyond the free threads: those the threads will start within
+        AHEAD_WINDOW by the average duration, and none until a job has been timed."""
+        if not self._draining or self._duration is None:
+            return 0
+        expected = int(self.spec.threads * AHEAD_WINDOW / max(self._duration, 1e-6))
+        return min(expected, CLAIM_AHEAD * self.spec.threads)
 
-        Draining a backlog, the claimer keeps up to ``CLAIM_AHEAD`` jobs per thread claimed
-        ahead, so a thread that finishes finds its next job waiting instead of waiting for a
-        claim's round trip. Otherwise (a wake-up on an idle pool) it claims only for free
-        threads: a job claimed ahead waits, and another process could have run it at once.
-        """
-        capacity = self.spec.threads * (1 + CLAIM_AHEAD) if self._draining else self.spec.threads
+    def _free(self) -> int:
+        """How many jobs the next claim may take."""
+        capacity = self.spec.threads + self._ahead()
         return capacity - len(self._running) - len(self._pending)
 
     def _claim_due(self) -> bool:
         if self._draining:
             # Claim once fewer jobs wait than there are threads: the claim then fills the
-            # claim-ahead room in one batch instead of one job per finished thread.
+            # room ahead in one batch instead of one job per finished thread.
             return len(self._pending) < self.spec.threads and self._free() > 0
         return self._wakeups > 0 and self._free() > 0
+
+    def _overdue(self, now: float) -> float | None:
+        """Seconds until the oldest waiting job is to be given back (<= 0: now); None if none."""
+        if not self._pending:
+            return None
+        return self._pending[0].claimed_at + RETURN_AFTER - now
 
     def _claimer(self) -> None:
         while True:
             with self._lock:
                 while not self._shutdown.is_set() and not self._claim_due():
-                    self._claim_wanted.wait()
+                    wait = self._overdue(time.monotonic())
+                    if wait is not None and wait <= 0:
+                        break
+                    self._claim_wanted.wait(wait)
                 if self._shutdown.is_set():
                     return
-                limit = self._free()
-                self._wakeups = 0  # this claim answers every wake-up so far
-            try:
-                jobs = self.performer.claim(limit)
-            except Exception as exc:
-                # Whatever went wrong, the claimer must live on (issue 11: an error it did not
-                # expect ended the thread, and the pool never claimed again).
-                if isinstance(exc, Error):
-                    logger.warning("claim failed: %s", exc, extra={"action": "claim"})
-                else:
-                    logger.exception("claim failed", extra={"action": "claim"})
-                with self._lock:
-                    self._wakeups = max(self._wakeups, 1)  # try again after the back-off
-                self._shutdown.wait(CLAIM_ERROR_BACKOFF)
+                stale = self._take_stale()
+                limit = 0 if stale else self._free()
+                if limit:
+                    self._wakeups = 0  # this claim answers every wake-up so far
+            if stale:
+                self._give_back(stale)
                 continue
+            self._claim(limit)
+
+    def _take_stale(self) -> list[ClaimedJob]:
+        """Jobs that waited RETURN_AFTER for a thread; the pool stops claiming ahead (with the
+        lock held)."""
+        now = time.monotonic()
+        stale = []
+        while self._pending and self._pending[0].claimed_at + RETURN_AFTER <= now:
+            stale.append(self._pending.popleft())
+        if stale:
+            self._draining = False  # the average misjudged: claim for free threads only
+        return stale
+
+    def _give_back(self, jobs: list[ClaimedJob]) -> None:
+        try:
+            self.performer.unclaim(jobs)
+        except Exception as exc:
+            # They stay claimed by this process, which releases them when it stops (or the
+            # sweep, should it die).
+            self._internal_error("giving back jobs claimed ahead", exc)
+            return
+        with self._lock:
+            self.returned += len(jobs)
+        logger.debug("gave back %d jobs claimed ahead", len(jobs), extra={"action": "give_back"})
+
+    def _claim(self, limit: int) -> None:
+        try:
+            jobs = self.performer.claim(limit)
+        except Exception as exc:
+            # Whatever went wrong, the claimer must live on (issue 11: an error it did not
+            # expect ended the thread, and the pool never claimed again).
+            self._internal_error("claim", exc)
             with self._lock:
-                self.claimed += len(jobs)
-                self._pending.extend(jobs)
-                self._work.notify(len(jobs))
-                # A full claim starts (or continues) a drain; once draining, only an empty claim
-                # ends it: a short one can also mean that rows were skipped (SKIP LOCKED under
-                # another process's claim, advisory locks), and stopping there would leave the
-                # backlog to the next wake-up. A short claim on an idle pool costs no extra one.
-                self._draining = len(jobs) == limit or (self._draining and bool(jobs))
+                self._wakeups = max(self._wakeups, 1)  # try again after the back-off
+            self._shutdown.wait(CLAIM_ERROR_BACKOFF)
+            return
+        with self._lock:
+            self.claimed += len(jobs)
+            self._pending.extend(jobs)
+            self._work.notify(len(jobs))
+            # A full claim starts (or continues) a drain; once draining, only an empty claim
+            # ends it: a short one can also mean that rows were skipped (SKIP LOCKED under
+            # another process's claim, advisory locks), and stopping there would leave the
+            # backlog to the next wake-up. A short claim on an idle pool costs no extra one.
+            self._draining = len(jobs) == limit or (self._draining and bool(jobs))
+
+    def _internal_error(self, what: str, error: Exception) -> None:
+        if isinstance(error, Error):
+            logger.warning("%s failed: %s", what, error, extra={"action": what})
+        else:
+            logger.exception("%s failed", what, extra={"action": what})
+        self._errors.on_error(error)
 
     # -- the worker threads ---------------------------------------------------------------
-
-    def _still_claimed(self, job: ClaimedJob) -> bool:
-        """Whether a job that waited in the buffer may still run here.
-
-        A worker whose claims were swept away (its heartbeat judged dead) or whose job an
-        operator discarded must not start it: another process may be running it already, and
-        the fence would only reject the record, not the side effects (issue 11).
-        """
-        try:
-            held = self.performer.still_claimed(job)
-        except Error as exc:
-            # Cannot tell: do not run it. The claim stays this process's, and is released with
-            # the process row at shutdown (or by the sweep, should this process die).
-            logger.warning("claim check failed: %s", exc, extra={"job_id": str(job.id)})
-            return False
-        if not held:
-            logger.warning(
-                "claim lost while the job waited to start; not running it",
-                extra={"job_id": str(job.id), "action": "claim_lost"},
-            )
-        return held
 
     def _worker(self) -> None:
         try:
@@ -249,7 +283,8 @@ class Scheduler:
                 job = self._pending.popleft()
                 if self._draining and len(self._pending) < self.spec.threads:
                     self._claim_wanted.notify()
-            if time.monotonic() - job.claimed_at > VERIFY_AFTER and not self._still_claimed(job):
+            started = time.monotonic()
+            if started - job.claimed_at > VERIFY_AFTER and not self._still_claimed(job):
                 continue
             with self._lock:
                 self._running[ident] = job
@@ -267,11 +302,40 @@ class Scheduler:
                     # thread that unwound just after the capsule gave up used to release it too.
                     if outcome is not None:
                         owned = self._running.pop(ident, None) is not None
+                    self._timed(time.monotonic() - started)
                     if self._draining or self._wakeups:
                         self._claim_wanted.notify()
                 self.last_active = time.monotonic()
             if owned and outcome is not None:
-                self.completer.submit(self, outcome)
+                self.completer.submit(outcome)
+
+    def _timed(self, seconds: float) -> None:
+        """Fold one job's time in a thread into the moving average (with the lock held)."""
+        if self._duration is None:
+            self._duration = seconds
+        else:
+            self._duration += DURATION_WEIGHT * (seconds - self._duration)
+
+    def _still_claimed(self, job: ClaimedJob) -> bool:
+        """Whether a job that waited in the buffer may still run here.
+
+        A worker whose claims were swept away (its heartbeat judged dead) or whose job an
+        operator discarded must not start it: another process may be running it already, and
+        the fence would only reject the record, not the side effects (issue 11).
+        """
+        try:
+            held = self.performer.still_claimed(job)
+        except Exception as exc:
+            # Cannot tell: do not run it. The claim stays this process's, and is released with
+            # the process row at shutdown (or by the sweep, should this process die).
+            self._internal_error("claim check", exc)
+            return False
+        if not held:
+            logger.warning(
+                "claim lost while the job waited to start; not running it",
+                extra={"job_id": str(job.id), "action": "claim_lost"},
+            )
+        return held
 
 
 class _ShutdownInterrupt(JobInterrupted):
