@@ -70,9 +70,11 @@ def database_url(pg_server: embedded.Server, template_db: str) -> Iterator[str]:
     url = pg_server.url(name)
     yield url
     held = _advisory_locks_held(url)
+    sessions = _sessions_left(url)
     with _admin(pg_server) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert held == 0, f"{held} advisory locks leaked"
+    assert not sessions, f"connections leaked: {sessions}"
 
 
 def _advisory_locks_held(url: str, grace: float = ADVISORY_LOCK_GRACE) -> int:
@@ -89,6 +91,21 @@ def _advisory_locks_held(url: str, grace: float = ADVISORY_LOCK_GRACE) -> int:
             held = int(row[0]) if row else 0
             if held == 0 or time.monotonic() > deadline:
                 return held
+            time.sleep(0.05)
+
+
+def _sessions_left(url: str, grace: float = ADVISORY_LOCK_GRACE) -> list[str]:
+    """The application names of connections still open to the test's database (but this one),
+    after up to ``grace`` seconds (a killed worker's sessions end a moment after it)."""
+    deadline = time.monotonic() + grace
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            if not rows or time.monotonic() > deadline:
+                return sorted(str(row[0]) for row in rows)
             time.sleep(0.05)
 
 
@@ -114,10 +131,19 @@ def make_app(database_url: str) -> Iterator[type[GoodJob]]:
         return app
 
     yield factory  # type: ignore[misc]
+    leaked = []
     for app in apps:
         while app.tracker.locks:
             app.tracker.unregister(with_advisory_lock=app.tracker.advisory_locks > 0)
+        # A connection checked out of the pool and never given back (returned ones become
+        # available; the pool may still be opening one, hence the wait).
+        deadline = time.monotonic() + 2
+        while (active := app.database.pool_stats()["active"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if active:
+            leaked.append(active)
         app.close()
+    assert not leaked, f"pooled connections never returned: {leaked}"
 
 
 @pytest.fixture
@@ -131,9 +157,23 @@ def _goodjob_threads() -> list[str]:
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """Fail a test that leaves a registration or a goodjob thread behind (locks: database_url)."""
+    """Fail a test that leaves a registration or a goodjob thread behind, or in which a
+    background thread died of an exception (locks and connections: database_url)."""
     CapsuleTracker.instances.clear()
-    yield
+    died: list[str] = []
+    previous = threading.excepthook
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        died.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+        previous(args)
+
+    threading.excepthook = record
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    assert not died, f"background threads raised: {died}"
     leaked = [t for t in CapsuleTracker.instances if t.locks]
     CapsuleTracker.instances.clear()
     assert not leaked, f"CapsuleTracker registrations leaked: {[t.locks for t in leaked]}"

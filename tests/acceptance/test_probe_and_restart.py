@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -106,11 +105,9 @@ def test_worker_survives_a_database_restart(tmp_path: Path) -> None:
         )
 
         client = client_app(url)
-        t0 = time.time()
         client.tasks["mark"].enqueue("after")
-        wait_until(lambda: workers.marker("after") == ["after.1.started"], timeout=5)
-        _, started = workers.marker_data("after.1.started")
-        assert started - t0 < 1.0, f"job after restart started in {started - t0:.2f}s"
+        # Started long before the next poll (30 s): the NOTIFY was heard, LISTEN is back.
+        wait_until(lambda: workers.marker("after") == ["after.1.started"], timeout=10)
         # The job that ran across the restart was recorded once the database was back.
         wait_until(
             lambda: (

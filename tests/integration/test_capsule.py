@@ -324,29 +324,22 @@ def test_process_state_carries_pool_figures(make_app: Any) -> None:
 
 def test_a_poll_woken_pool_ramps_up_to_all_its_threads(make_app: Any) -> None:
     # No LISTEN: only the poll wakes the pool, one thread at a time; the batch claim and fan-out
-    # must still put every thread to work on a backlog.
+    # must still put every thread to work on a backlog. Each job waits at a barrier for three
+    # others: unless four run at once, it fails.
     gj: GoodJob = make_app(enable_listen_notify=False, poll_interval=0.3, max_threads=4)
-    running = 0
-    peak = 0
-    lock = threading.Lock()
+    together = threading.Barrier(4)
 
     @gj.task
     def busy() -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.2)
-        with lock:
-            running -= 1
+        together.wait(timeout=10)
 
     gj.start()
     try:
-        gj.enqueue_all(busy.prepare() for _ in range(12))  # heard by nobody: the poll finds it
-        wait_until(lambda: gj._capsule.succeeded == 12, timeout=10)
+        jobs = gj.enqueue_all(busy.prepare() for _ in range(12))  # heard by nobody: the poll
+        wait_until(lambda: gj._capsule.succeeded + gj._capsule.failed == 12, timeout=30)
     finally:
         gj.shutdown()
-    assert peak == 4
+    assert [gj.job(job.id).status for job in jobs] == ["succeeded"] * 12
 
 
 @pytest.mark.parametrize("skew", [-30.0, 30.0])

@@ -100,3 +100,27 @@ def test_inline_enqueue_from_async_code(inline: GoodJob) -> None:
         return first.result, second.result
 
     assert asyncio.run(scenario()) == (2, 3)
+
+
+def test_inline_enqueue_runs_the_jobs_it_enqueued_and_nothing_else(
+    make_app: type[GoodJob], inline: GoodJob
+) -> None:
+    """Issue 12: inline enqueue used to run every due job in the database."""
+    ran: list[str] = []
+    external = make_app()  # another app on the same database, enqueueing for real workers
+
+    def note(what: str) -> None:
+        ran.append(what)
+
+    def parent() -> None:
+        ran.append("parent")
+        inline.tasks["note"].enqueue("child")
+
+    for app in (inline, external):
+        app.task(name="note")(note)
+        app.task(name="parent")(parent)
+
+    waiting = external.tasks["note"].enqueue("someone else's")
+    inline.tasks["parent"].enqueue()
+    assert ran == ["parent", "child"]  # its job, and what that job enqueued, in order
+    assert inline.job(waiting.id).status == "queued"

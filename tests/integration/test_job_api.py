@@ -232,3 +232,42 @@ def test_await_result(gj: GoodJob) -> None:
 
     assert asyncio.run(scenario()) == "hello ada"
     wait_until(lambda: gj.job(job.id).status == "succeeded", message="the job to be recorded")
+
+
+def test_with_settings_builds_a_new_app_and_the_tasks_follow_it(
+    make_app: type[GoodJob], empty_database_url: str, database_url: str
+) -> None:
+    """Issue 12: the CLI swapped settings and database on a built app, so parts made before
+    (the tracker) kept the old database. with_settings builds every part anew."""
+    original = make_app()
+
+    @original.task
+    def ping() -> None: ...
+
+    moved = original.with_settings(database_url=empty_database_url, schema="elsewhere")
+    try:
+        moved.migrate()
+        assert original.settings.database_url == database_url  # unchanged
+        assert moved.database is not original.database
+        assert moved.tracker is not original.tracker
+        assert moved.tasks is original.tasks  # the same tasks...
+        job = ping.enqueue()  # ...now enqueued through the new app
+        assert moved.job(job.id).task_name == ping.name
+        with moved.tracker.register():
+            moved.tracker.id_for_lock()
+            rows = sql(empty_database_url, "SELECT count(*) FROM elsewhere.goodjob_processes")
+        assert rows == [(1,)]
+    finally:
+        moved.close()
+
+
+def test_trackers_do_not_keep_their_apps_alive(make_app: type[GoodJob]) -> None:
+    import gc
+
+    from goodjob import CapsuleTracker
+
+    app = GoodJob("postgresql://unused/")
+    tracker_id = id(app.tracker)
+    del app
+    gc.collect()
+    assert tracker_id not in {id(t) for t in CapsuleTracker.instances}

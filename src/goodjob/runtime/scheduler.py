@@ -9,11 +9,12 @@ next wake-up. Outcomes go to the batching :class:`~goodjob.runtime.completer.Com
 threads do not wait for them to be written.
 
 **Claiming ahead, bounded by time** (issue 12). While draining, the pool also claims the jobs
-its threads will start within :data:`AHEAD_WINDOW`, judged from a moving average of how long
-its jobs take, so that a thread finishing a short job finds the next one waiting instead of
-waiting for a claim's round trip. Jobs that take a second are not claimed ahead at all: a job
-claimed ahead waits in this process while another process may have an idle thread (Celery's
-prefetch problem). A job that still waits after :data:`RETURN_AFTER` (its pool's threads turned
+its threads will start within :data:`AHEAD_WINDOW`, so that a thread finishing a short job finds
+the next one waiting instead of waiting for a claim's round trip. It judges from moving averages
+of how long jobs take, for the pool and for each task: only threads that are free, or whose job's
+task usually ends within the window, count as about to start another (a task never timed counts
+as long). Jobs that take a second are never claimed ahead: a job claimed ahead waits in this
+process while another process may have an idle thread (Celery's prefetch problem). A job that still waits after :data:`RETURN_AFTER` (its pool's threads turned
 out busy with longer jobs) is given back, as if never claimed, for any worker to take; one that
 waited more than :data:`VERIFY_AFTER` has its claim checked before it starts.
 """
@@ -73,12 +74,15 @@ class Scheduler:
         self._claim_wanted = threading.Condition(lock)  # the claimer waits here
         self._pending: collections.deque[ClaimedJob] = collections.deque()
         self._running: dict[int, ClaimedJob] = {}  # thread ident -> the job it runs
+        self._started: dict[int, float] = {}  # thread ident -> when its job started
         self._wakeups = 0  # wake-ups not yet answered by a claim
         self._draining = False  # the last claim came back full: claim again as threads free up
         self._duration: float | None = None  # moving average of a job's time in a thread
+        self._task_durations: dict[str, float] = {}  # the same, per task name
         self._threads: list[threading.Thread] = []
         self.last_active = time.monotonic()
-        self.claimed = 0
+        self.claims = 0  # claim statements that brought jobs back
+        self.claimed = 0  # jobs they brought
         self.returned = 0  # jobs claimed ahead and given back unstarted
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -124,6 +128,7 @@ class Scheduler:
         with self._lock:
             jobs = list(self._running.values())
             self._running.clear()
+            self._started.clear()
         return jobs
 
     def interrupt(self) -> None:
@@ -162,6 +167,7 @@ class Scheduler:
             "max_threads": self.spec.threads,
             "busy_threads": len(self._running),
             "available_threads": self.spec.threads - len(self._running),
+            "claims": self.claims,
             "claimed": self.claimed,
             "returned": self.returned,
         }
@@ -169,12 +175,30 @@ class Scheduler:
     # -- the claimer ----------------------------------------------------------------------
 
     def _ahead(self) -> int:
-        """How many jobs to claim beyond the free threads: those the threads will start within
-        AHEAD_WINDOW by the average duration, and none until a job has been timed."""
+        """How many jobs to claim beyond the free threads (with the lock held).
+
+        The threads' time within the next AHEAD_WINDOW that no job is expected to fill: a free
+        thread's whole window, a running job's after its expected end (none if its task was
+        never timed, or if it already ran a window past that end), less what the jobs already
+        waiting are expected to take (a whole window if their task was never timed). Divided by the pool's average job time, that is how
+        many more jobs the threads will start within the window. None until a job was timed.
+        """
         if not self._draining or self._duration is None:
             return 0
-        expected = int(self.spec.threads * AHEAD_WINDOW / max(self._duration, 1e-6))
-        return min(expected, CLAIM_AHEAD * self.spec.threads)
+        now = time.monotonic()
+        durations = self._task_durations
+        room = AHEAD_WINDOW * (self.spec.threads - len(self._running))
+        for ident, job in self._running.items():
+            expected = durations.get(job.task_name)
+            elapsed = now - self._started[ident]
+            # A job past its expected end by a window is a long one this time: no room.
+            if expected is not None and elapsed < expected + AHEAD_WINDOW:
+                room += AHEAD_WINDOW - max(0.0, expected - elapsed)
+        for job in self._pending:
+            room -= min(durations.get(job.task_name, AHEAD_WINDOW), AHEAD_WINDOW)
+        if room <= 0:
+            return 0
+        return min(int(room / max(self._duration, 1e-6)), CLAIM_AHEAD * self.spec.threads)
 
     def _free(self) -> int:
         """How many jobs the next claim may take."""
@@ -248,6 +272,7 @@ class Scheduler:
             self._shutdown.wait(CLAIM_ERROR_BACKOFF)
             return
         with self._lock:
+            self.claims += bool(jobs)
             self.claimed += len(jobs)
             self._pending.extend(jobs)
             self._work.notify(len(jobs))
@@ -288,6 +313,7 @@ class Scheduler:
                 continue
             with self._lock:
                 self._running[ident] = job
+                self._started[ident] = started
             outcome: Outcome | None = None
             owned = False
             try:
@@ -302,19 +328,18 @@ class Scheduler:
                     # thread that unwound just after the capsule gave up used to release it too.
                     if outcome is not None:
                         owned = self._running.pop(ident, None) is not None
-                    self._timed(time.monotonic() - started)
+                    self._started.pop(ident, None)
+                    self._timed(job.task_name, time.monotonic() - started)
                     if self._draining or self._wakeups:
                         self._claim_wanted.notify()
                 self.last_active = time.monotonic()
             if owned and outcome is not None:
                 self.completer.submit(outcome)
 
-    def _timed(self, seconds: float) -> None:
-        """Fold one job's time in a thread into the moving average (with the lock held)."""
-        if self._duration is None:
-            self._duration = seconds
-        else:
-            self._duration += DURATION_WEIGHT * (seconds - self._duration)
+    def _timed(self, task_name: str, seconds: float) -> None:
+        """Fold one job's time in a thread into the moving averages (with the lock held)."""
+        self._duration = _average(self._duration, seconds)
+        self._task_durations[task_name] = _average(self._task_durations.get(task_name), seconds)
 
     def _still_claimed(self, job: ClaimedJob) -> bool:
         """Whether a job that waited in the buffer may still run here.
@@ -336,6 +361,11 @@ class Scheduler:
                 extra={"job_id": str(job.id), "action": "claim_lost"},
             )
         return held
+
+
+def _average(average: float | None, seconds: float) -> float:
+    """An exponentially weighted moving average, started by its first value."""
+    return seconds if average is None else average + DURATION_WEIGHT * (seconds - average)
 
 
 class _ShutdownInterrupt(JobInterrupted):
