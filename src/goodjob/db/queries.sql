@@ -340,18 +340,23 @@ WHERE j.id = %(id)s;
 SELECT * FROM goodjob_executions WHERE job_id = %(id)s ORDER BY attempt;
 
 -- name: jobs_unclaim
--- Gives back a claim this process cannot run (its job's advisory lock is held elsewhere), as if
--- the claim never happened: fenced like jobs_complete, the attempt and its execution undone.
-WITH undone AS (
+-- Gives back claims of jobs that never started (claimed ahead and not started, or whose advisory
+-- lock is held elsewhere), as if the claims never happened: fenced like jobs_complete, each
+-- attempt and its execution undone. One statement for a batch.
+WITH given AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS g(id, attempt)
+),
+undone AS (
     UPDATE goodjob_jobs j
     SET locked_by_id = NULL, locked_at = NULL, executions_count = j.executions_count - 1,
         updated_at = now()
-    WHERE j.id = %(id)s AND j.locked_by_id = %(process_id)s AND j.executions_count = %(attempt)s
-    RETURNING j.id
+    FROM given g
+    WHERE j.id = g.id AND j.locked_by_id = %(process_id)s AND j.executions_count = g.attempt
+    RETURNING j.id, g.attempt
 )
 DELETE FROM goodjob_executions e
 USING undone u
-WHERE e.job_id = u.id AND e.attempt = %(attempt)s
+WHERE e.job_id = u.id AND e.attempt = u.attempt
 RETURNING e.job_id;
 
 -- name: job_claim_held

@@ -184,8 +184,13 @@ def complete(
 
 def unclaim(db: Database, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> None:
     """Give back claims of jobs that never started, as if they had not been claimed."""
-    for job in jobs:
-        db.execute("jobs_unclaim", {"id": job.id, "process_id": process_id, "attempt": job.attempt})
+    if jobs:
+        params = {
+            "process_id": process_id,
+            "ids": [job.id for job in jobs],
+            "attempts": [job.attempt for job in jobs],
+        }
+        db.execute("jobs_unclaim", params)
 
 
 def held(db: Database, process_id: uuid.UUID, job: ClaimedJob) -> bool:

@@ -9,14 +9,16 @@ next wake-up. Outcomes go to the batching :class:`~goodjob.runtime.completer.Com
 threads do not wait for them to be written.
 
 **Claiming ahead, bounded by time** (issue 12). While draining, the pool also claims the jobs
-its threads will start within :data:`AHEAD_WINDOW`, so that a thread finishing a short job finds
-the next one waiting instead of waiting for a claim's round trip. It judges from moving averages
-of how long jobs take, for the pool and for each task: only threads that are free, or whose job's
-task usually ends within the window, count as about to start another (a task never timed counts
-as long). Jobs that take a second are never claimed ahead: a job claimed ahead waits in this
-process while another process may have an idle thread (Celery's prefetch problem). A job that still waits after :data:`RETURN_AFTER` (its pool's threads turned
-out busy with longer jobs) is given back, as if never claimed, for any worker to take; one that
-waited more than :data:`VERIFY_AFTER` has its claim checked before it starts.
+its threads will start within a window (:data:`AHEAD_WINDOW`, or a claim's round trip if that is
+longer), so that a thread finishing a short job finds the next one waiting instead of waiting
+for a claim. It judges from moving averages of how long jobs take (for the pool and for each
+task) and of how fast the pool finishes them: only free threads, and threads running a task that
+usually ends within the window, count as about to start another; a task never timed counts as
+long. Jobs that take a second are never claimed ahead: a job claimed ahead waits in this process
+while another process may have an idle thread (Celery's prefetch problem). A job that still
+waits after :data:`RETURN_AFTER` (its threads took longer than the averages said) is given back,
+as if never claimed, for any worker to take; one that waited more than :data:`VERIFY_AFTER` has
+its claim checked before it starts.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ CLAIM_ERROR_BACKOFF = 1.0  # seconds a thread waits after a failed claim (databa
 CLAIM_AHEAD = 4  # at most this many jobs per thread claimed ahead, however short they are
 AHEAD_WINDOW = 0.005  # seconds: claim ahead what the threads will start within this time
 DURATION_WEIGHT = 0.2  # weight of the newest job in the moving average of job durations
-# A job claimed ahead that waited this long was misjudged (its pool's threads took longer than
-# the average said): give it back so another worker can run it.
+MAX_INTERVAL = 1.0  # seconds: longer gaps between two jobs' ends count as this long
+# A job claimed ahead that waited this long (or ten claims' round trips, if longer) was misjudged:
+# its pool's threads took longer than the averages said. Give it back for another worker.
 RETURN_AFTER = 0.05  # seconds
 # A job that waited longer than this before a thread took it has its claim checked first (one
-# query): long enough that a drain of short jobs never pays it.
-VERIFY_AFTER = 0.1  # seconds
+# query). Claims of a live process are lost only when it was judged dead (its lock gone and a
+# sweep, a second at least; or its heartbeat expired) or to an operator's forced discard.
+VERIFY_AFTER = 1.0  # seconds
 
 
 class Scheduler:
@@ -74,11 +78,15 @@ class Scheduler:
         self._claim_wanted = threading.Condition(lock)  # the claimer waits here
         self._pending: collections.deque[ClaimedJob] = collections.deque()
         self._running: dict[int, ClaimedJob] = {}  # thread ident -> the job it runs
-        self._started: dict[int, float] = {}  # thread ident -> when its job started
+        self._short: dict[int, bool] = {}  # thread ident -> its job's task usually ends soon
+        self._running_short = 0  # how many of those are True
         self._wakeups = 0  # wake-ups not yet answered by a claim
         self._draining = False  # the last claim came back full: claim again as threads free up
         self._duration: float | None = None  # moving average of a job's time in a thread
         self._task_durations: dict[str, float] = {}  # the same, per task name
+        self._interval: float | None = None  # moving average of the time between two jobs' ends
+        self._last_done: float | None = None
+        self._claim_time: float | None = None  # moving average of a claim's round trip
         self._threads: list[threading.Thread] = []
         self.last_active = time.monotonic()
         self.claims = 0  # claim statements that brought jobs back
@@ -128,7 +136,8 @@ class Scheduler:
         with self._lock:
             jobs = list(self._running.values())
             self._running.clear()
-            self._started.clear()
+            self._short.clear()
+            self._running_short = 0
         return jobs
 
     def interrupt(self) -> None:
@@ -177,28 +186,27 @@ class Scheduler:
     def _ahead(self) -> int:
         """How many jobs to claim beyond the free threads (with the lock held).
 
-        The threads' time within the next AHEAD_WINDOW that no job is expected to fill: a free
-        thread's whole window, a running job's after its expected end (none if its task was
-        never timed, or if it already ran a window past that end), less what the jobs already
-        waiting are expected to take (a whole window if their task was never timed). Divided by the pool's average job time, that is how
-        many more jobs the threads will start within the window. None until a job was timed.
+        The threads about to be free within the window (the free ones, and those running a task
+        that usually ends within it), less one for each job already waiting, each start a job
+        every average job time; the pool as a whole no faster than it lately finished them.
+        Kept as counters, not recomputed per job: the claimer asks after every job that ends.
+        None until a job was timed.
         """
         if not self._draining or self._duration is None:
             return 0
-        now = time.monotonic()
-        durations = self._task_durations
-        room = AHEAD_WINDOW * (self.spec.threads - len(self._running))
-        for ident, job in self._running.items():
-            expected = durations.get(job.task_name)
-            elapsed = now - self._started[ident]
-            # A job past its expected end by a window is a long one this time: no room.
-            if expected is not None and elapsed < expected + AHEAD_WINDOW:
-                room += AHEAD_WINDOW - max(0.0, expected - elapsed)
-        for job in self._pending:
-            room -= min(durations.get(job.task_name, AHEAD_WINDOW), AHEAD_WINDOW)
-        if room <= 0:
+        soon = self.spec.threads - len(self._running) + self._running_short - len(self._pending)
+        if soon <= 0:
             return 0
-        return min(int(room / max(self._duration, 1e-6)), CLAIM_AHEAD * self.spec.threads)
+        # The window is at least a claim's round trip: what starts while the next claim is on
+        # its way (with 50 threads on two cores, that is tens of milliseconds).
+        window = max(AHEAD_WINDOW, self._claim_time or 0.0)
+        starts = soon * window / max(self._duration, 1e-6)
+        if self._interval is not None:
+            # Threads share one interpreter: however short each job, the pool finishes them no
+            # faster than it has lately (50 threads of no-op jobs: 6,500 a second, not 50 per
+            # 22 µs), and claiming more than that only makes them wait.
+            starts = min(starts, window / max(self._interval, 1e-6))
+        return min(int(starts), CLAIM_AHEAD * self.spec.threads)
 
     def _free(self) -> int:
         """How many jobs the next claim may take."""
@@ -212,11 +220,14 @@ class Scheduler:
             return len(self._pending) < self.spec.threads and self._free() > 0
         return self._wakeups > 0 and self._free() > 0
 
+    def _return_after(self) -> float:
+        return max(RETURN_AFTER, 10 * (self._claim_time or 0.0))
+
     def _overdue(self, now: float) -> float | None:
         """Seconds until the oldest waiting job is to be given back (<= 0: now); None if none."""
         if not self._pending:
             return None
-        return self._pending[0].claimed_at + RETURN_AFTER - now
+        return self._pending[0].claimed_at + self._return_after() - now
 
     def _claimer(self) -> None:
         while True:
@@ -240,9 +251,9 @@ class Scheduler:
     def _take_stale(self) -> list[ClaimedJob]:
         """Jobs that waited RETURN_AFTER for a thread; the pool stops claiming ahead (with the
         lock held)."""
-        now = time.monotonic()
+        deadline = time.monotonic() - self._return_after()
         stale = []
-        while self._pending and self._pending[0].claimed_at + RETURN_AFTER <= now:
+        while self._pending and self._pending[0].claimed_at <= deadline:
             stale.append(self._pending.popleft())
         if stale:
             self._draining = False  # the average misjudged: claim for free threads only
@@ -261,6 +272,7 @@ class Scheduler:
         logger.debug("gave back %d jobs claimed ahead", len(jobs), extra={"action": "give_back"})
 
     def _claim(self, limit: int) -> None:
+        sent = time.monotonic()
         try:
             jobs = self.performer.claim(limit)
         except Exception as exc:
@@ -272,6 +284,7 @@ class Scheduler:
             self._shutdown.wait(CLAIM_ERROR_BACKOFF)
             return
         with self._lock:
+            self._claim_time = _average(self._claim_time, time.monotonic() - sent)
             self.claims += bool(jobs)
             self.claimed += len(jobs)
             self._pending.extend(jobs)
@@ -313,7 +326,10 @@ class Scheduler:
                 continue
             with self._lock:
                 self._running[ident] = job
-                self._started[ident] = started
+                expected = self._task_durations.get(job.task_name)
+                short = expected is not None and expected < AHEAD_WINDOW
+                self._short[ident] = short
+                self._running_short += short
             outcome: Outcome | None = None
             owned = False
             try:
@@ -328,7 +344,7 @@ class Scheduler:
                     # thread that unwound just after the capsule gave up used to release it too.
                     if outcome is not None:
                         owned = self._running.pop(ident, None) is not None
-                    self._started.pop(ident, None)
+                    self._running_short -= self._short.pop(ident, False)
                     self._timed(job.task_name, time.monotonic() - started)
                     if self._draining or self._wakeups:
                         self._claim_wanted.notify()
@@ -337,9 +353,15 @@ class Scheduler:
                 self.completer.submit(outcome)
 
     def _timed(self, task_name: str, seconds: float) -> None:
-        """Fold one job's time in a thread into the moving averages (with the lock held)."""
+        """Fold one job's time in a thread, and the time since the pool's last job ended, into
+        the moving averages (with the lock held)."""
         self._duration = _average(self._duration, seconds)
         self._task_durations[task_name] = _average(self._task_durations.get(task_name), seconds)
+        now = time.monotonic()
+        if self._last_done is not None:
+            # Capped: the first job after an idle hour says nothing about the pool's pace.
+            self._interval = _average(self._interval, min(now - self._last_done, MAX_INTERVAL))
+        self._last_done = None if self.idle else now
 
     def _still_claimed(self, job: ClaimedJob) -> bool:
         """Whether a job that waited in the buffer may still run here.
