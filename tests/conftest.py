@@ -69,44 +69,36 @@ def database_url(pg_server: embedded.Server, template_db: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     url = pg_server.url(name)
     yield url
-    held = _advisory_locks_held(url)
-    sessions = _sessions_left(url)
+    held = _left_after_grace(url, ADVISORY_LOCKS)
+    sessions = _left_after_grace(url, OTHER_SESSIONS)
     with _admin(pg_server) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    assert held == 0, f"{held} advisory locks leaked"
+    assert not held, f"{len(held)} advisory locks leaked"
     assert not sessions, f"connections leaked: {sessions}"
 
 
-def _advisory_locks_held(url: str, grace: float = ADVISORY_LOCK_GRACE) -> int:
-    """Advisory locks still held on the test's database, after up to ``grace`` seconds: the
-    session of a worker the test SIGKILLed ends only once the server notices its socket closed,
-    which on a loaded machine can trail the test by a moment. A lock held longer is a leak."""
+def _left_after_grace(url: str, query: str, grace: float = ADVISORY_LOCK_GRACE) -> list[str]:
+    """The rows ``query`` finds on the test's database once it finds none, or after ``grace``
+    seconds: the session of a worker the test SIGKILLed ends (taking its locks) only once the
+    server notices its socket closed, which on a loaded machine can trail the test by a moment.
+    What is left after that has leaked."""
     deadline = time.monotonic() + grace
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ).fetchone()
-            held = int(row[0]) if row else 0
-            if held == 0 or time.monotonic() > deadline:
-                return held
-            time.sleep(0.05)
-
-
-def _sessions_left(url: str, grace: float = ADVISORY_LOCK_GRACE) -> list[str]:
-    """The application names of connections still open to the test's database (but this one),
-    after up to ``grace`` seconds (a killed worker's sessions end a moment after it)."""
-    deadline = time.monotonic() + grace
-    with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            rows = conn.execute(
-                "SELECT application_name FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchall()
+            rows = [str(row[0]) for row in conn.execute(query).fetchall()]
             if not rows or time.monotonic() > deadline:
-                return sorted(str(row[0]) for row in rows)
+                return sorted(rows)
             time.sleep(0.05)
+
+
+ADVISORY_LOCKS = (
+    "SELECT objid FROM pg_locks WHERE locktype = 'advisory'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+OTHER_SESSIONS = (
+    "SELECT application_name FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class GoodJob:
         self.tracker = CapsuleTracker(self)
         advisory = settings.lock_strategy in ("advisory", "hybrid")
         self.job_locks = JobLocks(self.database) if advisory else None
-        self._capsule: Any = None  # the async-mode Capsule (goodjob.runtime), when started
+        self._capsule: Capsule | None = None  # the async-mode capsule, when started
         self._schema_checked = False
 
     def with_settings(self, **changes: Any) -> GoodJob:
