@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, overload
 
 from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
+from goodjob.cron import CronEntry, CronStatus, parse_cron
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
@@ -20,6 +21,7 @@ from goodjob.middleware import Middleware, MiddlewareChain
 from goodjob.options import JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
+from goodjob.records import cron_runs, pauses
 from goodjob.records import jobs as job_records
 from goodjob.records.claims import ClaimSpec
 from goodjob.records.jobs import Job, JobReader
@@ -46,11 +48,13 @@ class GoodJob:
         *,
         retry: Retry | None = None,
         middleware: Sequence[Middleware] = (),
+        cron: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"retry={retry!r}: pass a goodjob.Retry(...)")
         self.default_retry = retry
+        self.cron: tuple[CronEntry, ...] = parse_cron(cron)
         self._assemble(Settings.load(database_url=database_url, **settings), middleware, None)
 
     def _assemble(
@@ -83,6 +87,7 @@ class GoodJob:
         flags)."""
         app = object.__new__(GoodJob)
         app.default_retry = self.default_retry
+        app.cron = self.cron
         app._assemble(self.settings.replace(**changes), self.middleware.items, self.tasks)
         return app
 
@@ -322,6 +327,103 @@ class GoodJob:
             shutdown=shutdown,
         )
 
+    # -- cron ---------------------------------------------------------------------------------
+
+    def cron_request(self, entry: CronEntry) -> JobRequest:
+        """The job a run of ``entry`` enqueues; ConfigurationError naming the entry when its
+        task is not registered (workers check every entry before they start)."""
+        task = self.tasks.resolve(entry.task_name)
+        if task is None:
+            raise ConfigurationError(
+                f"cron entry {entry.key!r}: no task named {entry.task_name!r} is registered"
+            )
+        try:
+            return task.using(**entry.options).prepare(*entry.args, **entry.kwargs)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"cron entry {entry.key!r}: {exc}") from None
+
+    def _cron_entry(self, key: str) -> CronEntry:
+        for entry in self.cron:
+            if entry.key == key:
+                return entry
+        known = ", ".join(entry.key for entry in self.cron) or "none"
+        raise ConfigurationError(f"no cron entry {key!r}; the entries are: {known}")
+
+    def cron_entries(self) -> list[CronStatus]:
+        """Every cron entry with its state: enabled, next run, last run enqueued."""
+        self.check_schema()
+        states = cron_runs.states(self.database)
+        now = self.database.now()
+        found = []
+        for entry in self.cron:
+            state = states.get(entry.key)
+            enabled = (
+                entry.enabled_by_default
+                if state is None or state.enabled is None
+                else state.enabled
+            )
+            found.append(
+                CronStatus(
+                    key=entry.key,
+                    expression=entry.expression,
+                    task_name=entry.task_name,
+                    description=entry.description,
+                    enabled=enabled,
+                    next_at=entry.next_run(now),
+                    last_at=state.last_at if state else None,
+                )
+            )
+        return found
+
+    def enable_cron_entry(self, key: str) -> None:
+        """Enable a cron entry in every process, from its next run (no restart needed)."""
+        self.check_schema()
+        cron_runs.set_enabled(self.database, self._cron_entry(key).key, True)
+
+    def disable_cron_entry(self, key: str) -> None:
+        """Disable a cron entry in every process: its runs enqueue nothing until enabled."""
+        self.check_schema()
+        cron_runs.set_enabled(self.database, self._cron_entry(key).key, False)
+
+    def run_cron_entry(self, key: str) -> Job:
+        """Enqueue a run of a cron entry now, by hand; its job."""
+        entry = self._cron_entry(key)
+        request = self.cron_request(entry)
+        self.check_schema()
+        return self.job(cron_runs.enqueue_now(self.database, entry.key, request))
+
+    # -- pauses -------------------------------------------------------------------------------
+
+    def pause(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | Task[Any, Any] | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Stop claiming the jobs of a queue, a task or a label (in every process, at once);
+        enqueueing goes on, running jobs finish."""
+        self.check_schema()
+        kind, name = _paused_thing(queue, task, label)
+        pauses.pause(self.database, kind, name)
+
+    def unpause(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | Task[Any, Any] | None = None,
+        label: str | None = None,
+    ) -> bool:
+        """Undo :meth:`pause` and wake the workers; False when it was not paused."""
+        self.check_schema()
+        kind, name = _paused_thing(queue, task, label)
+        return pauses.unpause(self.database, kind, name)
+
+    def paused(self) -> dict[str, list[str]]:
+        """What is paused: ``{"queue": [...], "task": [...], "label": [...]}``."""
+        self.check_schema()
+        return pauses.paused(self.database)
+
     # -- the process --------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -342,3 +444,22 @@ class GoodJob:
         if self.job_locks is not None:
             self.job_locks.close()
         self.database.close()
+
+
+def _paused_thing(
+    queue: str | None, task: str | Task[Any, Any] | None, label: str | None
+) -> tuple[str, str]:
+    """The one (kind, name) of a pause call; ConfigurationError unless exactly one is given."""
+    given = [
+        (kind, name)
+        for kind, name in (
+            ("queue", queue),
+            ("task", task.name if isinstance(task, Task) else task),
+            ("label", label),
+        )
+        if name is not None
+    ]
+    if len(given) != 1:
+        raise ConfigurationError("name one of queue=, task= or label=")
+    kind, name = given[0]
+    return kind, str(name)

@@ -97,7 +97,13 @@ class Settings:
         default=DEFAULT_IDLE_TIMEOUT, metadata=_help("exit after this many idle seconds; 0 never")
     )
     enable_cron: bool = field(
-        default=False, metadata=_help("run the cron schedule (not available yet: refused)")
+        default=False, metadata=_help("enqueue the runs of the app's cron entries")
+    )
+    cron_graceful_restart_period: float | None = field(
+        default=None,
+        metadata=_help(
+            "seconds: at start, enqueue cron runs missed within this period (unset: none)"
+        ),
     )
     execution_mode: ExecutionMode = field(
         default="external",
@@ -275,9 +281,8 @@ def _validate(s: Settings) -> None:
         raise bad("preserve_job_records", f"must be one of {', '.join(PRESERVE_CHOICES)}")
     if s.execution_mode not in EXECUTION_MODES:
         raise bad("execution_mode", f"must be one of {', '.join(EXECUTION_MODES)}")
-    if s.enable_cron:
-        # Accepted and ignored, it would let users believe their schedule runs (issue 12).
-        raise bad("enable_cron", "cron is not built yet in this version of goodjob")
+    if s.cron_graceful_restart_period is not None and s.cron_graceful_restart_period < 0:
+        raise bad("cron_graceful_restart_period", "must be 0 or more seconds")
     if s.lock_strategy not in LOCK_STRATEGIES:
         raise bad("lock_strategy", f"must be one of {', '.join(LOCK_STRATEGIES)}")
     for name in ("process_stale_seconds", "process_expired_seconds", "sweep_interval"):

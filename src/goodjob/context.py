@@ -17,6 +17,7 @@ class JobContext:
     queue_name: str
     attempt: int  # 1 on the first run
     interrupted: bool  # the previous attempt's process stopped before it finished
+    labels: tuple[str, ...] = ()
     _shutdown: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

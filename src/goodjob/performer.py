@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -125,6 +126,8 @@ class Performer:
         self.job_locks = job_locks  # the advisory and hybrid strategies: None for skiplocked
         self.max_payload_bytes = max_payload_bytes
         self.spec = spec or ClaimSpec(advisory=job_locks is not None)
+        self._paused_spec = dataclasses.replace(self.spec, paused=True)
+        self._paused = False  # whether to claim in the form that passes over paused jobs
         self.pool = pool
         self.raise_errors = raise_errors
         self.loop = loop
@@ -143,15 +146,15 @@ class Performer:
         process_id = self.tracker.id_for_lock()
         if process_id is None:
             return []
-        claimed = claims.claim(
-            self.database,
-            self.spec,
-            process_id,
-            limit,
-            claimed_at=time.monotonic(),
-            pool=self.pool,
-            ids=ids,
-        )
+        claimed = self._claim(process_id, limit, ids)
+        if not claimed or (self._paused and len(claimed) < limit):
+            # An empty claim: with nothing paused, the pause gate may have stopped it; with
+            # something paused, a short one: the pauses may be over. Check, and switch form.
+            paused = claims.anything_paused(self.database)
+            if paused != self._paused:
+                self._paused = paused
+                if not claimed:
+                    claimed = self._claim(process_id, limit, ids)
         if self.job_locks is None or not claimed:
             return claimed
         try:
@@ -167,6 +170,20 @@ class Performer:
         # (a zombie still running it). Undo those claims; they run later.
         claims.unclaim(self.database, process_id, [job for job in claimed if job.id not in locked])
         return [job for job in claimed if job.id in locked]
+
+    def _claim(
+        self, process_id: uuid.UUID, limit: int, ids: Sequence[uuid.UUID]
+    ) -> list[ClaimedJob]:
+        spec = self._paused_spec if self._paused else self.spec
+        return claims.claim(
+            self.database,
+            spec,
+            process_id,
+            limit,
+            claimed_at=time.monotonic(),
+            pool=self.pool,
+            ids=ids,
+        )
 
     def unclaim(self, jobs: Sequence[ClaimedJob]) -> None:
         """Give back claims of jobs that never started (claimed ahead, then shutdown), as if
@@ -266,7 +283,13 @@ class Performer:
         self, task: Task[Any, Any], job: ClaimedJob, args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
         ctx = JobContext(
-            job.id, job.task_name, job.queue_name, job.attempt, job.interrupted, self.shutdown
+            job.id,
+            job.task_name,
+            job.queue_name,
+            job.attempt,
+            job.interrupted,
+            job.labels,
+            self.shutdown,
         )
         if task.is_async:
             return self._run_async(task, ctx, args, kwargs)

@@ -88,11 +88,15 @@ class Workers:
         return self.root / "out"
 
     def start(
-        self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        new_session: bool = False,
+        app: str = "gjtasks:gj",
     ) -> subprocess.Popen[bytes]:
         log = open(self.root / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "goodjob", "start", "--app", "gjtasks:gj", *args],
+            [sys.executable, "-m", "goodjob", "start", "--app", app, *args],
             cwd=self.root,
             env={**self.env, **(env or {})},
             stdout=log,
@@ -103,12 +107,14 @@ class Workers:
         self.procs.append(proc)
         return proc
 
-    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 30, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a goodjob command to completion (for the CLI's error paths)."""
         return subprocess.run(
             [sys.executable, "-m", "goodjob", *args],
             cwd=self.root,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -132,9 +138,32 @@ class Workers:
             proc.wait(10)
 
 
+CRON_TASKS = textwrap.dedent(
+    '''
+    """A cron app for the acceptance tests: its entries come from $GJ_CRON (JSON)."""
+    import json
+    import os
+    import pathlib
+
+    from goodjob import GoodJob, current_job
+
+    OUT = pathlib.Path(os.environ["GJ_TEST_OUT"])
+    gj = GoodJob(cron=json.loads(os.environ.get("GJ_CRON", "{}")))
+
+
+    @gj.task(name="tick")
+    def tick(name: str) -> None:
+        """Notes which job ran in which process (appends are atomic under PIPE_BUF)."""
+        with open(OUT / f"{name}.log", "a") as log:
+            log.write(f"{current_job().id} {os.getpid()}\\n")
+    '''
+)
+
+
 def worker_env(root: Path, database_url: str) -> dict[str, str]:
     (root / "out").mkdir(exist_ok=True)
     (root / "gjtasks.py").write_text(TASKS)
+    (root / "gjcron.py").write_text(CRON_TASKS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOODJOB_")}
     env.update(
         GOODJOB_DATABASE_URL=database_url,

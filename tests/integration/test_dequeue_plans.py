@@ -139,10 +139,15 @@ def _unfinished_only_indexes(url: str) -> set[str]:
 
 
 def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scans that find due jobs: every scan below the LockRows of the candidates CTE."""
+    """The scans of goodjob_jobs that find due jobs: below the claim's LockRows."""
     lock_rows = [n for n in nodes if n["Node Type"] == "LockRows"]
     assert len(lock_rows) == 1, f"expected one FOR UPDATE SKIP LOCKED scan: {_describe(nodes)}"
-    return [n for n in _nodes(lock_rows[0]) if n["Node Type"] in SCANS]
+    return [
+        n
+        for n in _nodes(lock_rows[0])
+        if n["Node Type"] in SCANS
+        and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -150,12 +155,13 @@ def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 )
 @pytest.mark.parametrize("limit", [1, 10])
 @pytest.mark.parametrize("advisory", [False, True], ids=["skiplocked", "advisory"])
+@pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
 def test_claim_never_reads_history(
-    history: GoodJob, database_url: str, queues: str, limit: int, advisory: bool
+    history: GoodJob, database_url: str, queues: str, limit: int, advisory: bool, paused: bool
 ) -> None:
-    """Every variant of the claim (each queue selection's shape, each lock strategy) finds due
-    jobs through an index that leaves finished jobs out."""
-    nodes = _claim_plan(history, database_url, queues, limit, advisory=advisory)
+    """Every variant of the claim (each queue selection's shape, each lock strategy, both forms
+    of the pause check) finds due jobs through an index that leaves finished jobs out."""
+    nodes = _claim_plan(history, database_url, queues, limit, advisory=advisory, paused=paused)
     seq_scans = [
         n
         for n in nodes
@@ -184,7 +190,8 @@ def test_a_claim_of_given_ids_reads_them_by_primary_key(
     seq_scans = [
         n
         for n in nodes
-        if n["Node Type"] == "Seq Scan" and n.get("Relation Name", "").startswith("goodjob_")
+        if n["Node Type"] == "Seq Scan"
+        and n.get("Relation Name") in ("goodjob_jobs", "goodjob_executions")
     ]
     assert not seq_scans, _describe(nodes)
     candidates = _candidate_scans(nodes)
@@ -192,12 +199,36 @@ def test_a_claim_of_given_ids_reads_them_by_primary_key(
     assert indexes == {"goodjob_jobs_pkey"}, _describe(nodes)
 
 
+@pytest.mark.parametrize("queues", ["*", "mail", "-mail"])
+def test_with_pauses_the_claim_still_reads_the_dequeue_index(
+    history: GoodJob, database_url: str, queues: str
+) -> None:
+    """Pauses are read once per claim from goodjob_settings and filter the candidates as the
+    dequeue index yields them: the claim keeps its plan (issue 14)."""
+    claim = ClaimSpec(parse_selection(queues), paused=True)
+    with psycopg.connect(database_url) as conn:  # a transaction, rolled back: the pauses vanish
+        for key in ("pause:queue:default", "pause:task:history", "pause:label:x"):
+            conn.execute("INSERT INTO goodjob_settings (key, value) VALUES (%s, '{}')", (key,))
+        row = conn.execute(
+            ("EXPLAIN (FORMAT JSON) " + claim.statement(history.database, 10)).encode(),
+            claim.params(uuid.uuid4()),
+        ).fetchone()
+        conn.rollback()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    candidates = _candidate_scans(nodes)
+    indexes = {n.get("Index Name") for n in candidates if n["Node Type"] != "Bitmap Heap Scan"}
+    assert indexes, _describe(nodes)
+    assert indexes <= _unfinished_only_indexes(database_url), _describe(nodes)
+
+
 @pytest.mark.parametrize("limit", [1, 10])
+@pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
 def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
-    history: GoodJob, database_url: str, limit: int
+    history: GoodJob, database_url: str, limit: int, paused: bool
 ) -> None:
     """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early."""
-    nodes = _claim_plan(history, database_url, "*", limit)
+    nodes = _claim_plan(history, database_url, "*", limit, paused=paused)
     candidates = _candidate_scans(nodes)
     assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == [
         ("Index Scan", "goodjob_jobs_dequeue_any")
@@ -206,16 +237,16 @@ def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
 
 @pytest.mark.parametrize("queues", ["mail", "+mail"])
 @pytest.mark.parametrize("limit", [1, 10])
+@pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
 def test_claim_from_one_named_queue_uses_the_queue_index(
-    history: GoodJob, database_url: str, queues: str, limit: int
+    history: GoodJob, database_url: str, queues: str, limit: int, paused: bool
 ) -> None:
     """A small named queue is read through goodjob_jobs_dequeue_queue, so its claim never walks
     the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
-    nodes = _claim_plan(history, database_url, queues, limit)
+    nodes = _claim_plan(history, database_url, queues, limit, paused=paused)
     candidates = _candidate_scans(nodes)
-    assert [n.get("Index Name") for n in candidates] == ["goodjob_jobs_dequeue_queue"], _describe(
-        nodes
-    )
+    names = [n.get("Index Name") for n in candidates]
+    assert names == ["goodjob_jobs_dequeue_queue"], _describe(nodes)
 
 
 def _numbered(statement: str) -> tuple[str, list[str]]:

@@ -201,6 +201,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
             return 2 * x
 
         job = double.enqueue(21)
+        gj.pause(queue="elsewhere")  # the claim's pause check, in both forms, in the schema
         assert gj.perform_inline() == 1
         assert gj.job(job.id).status == "succeeded"
         assert gj.job(job.id).result == 42

@@ -12,6 +12,7 @@ import click
 
 from goodjob import embedded
 from goodjob.cli.bench import bench
+from goodjob.cli.controls import COMMANDS as control_commands
 from goodjob.cli.demo import demo
 from goodjob.cli.jobs import COMMANDS as job_commands
 from goodjob.cli.options import (
@@ -152,7 +153,7 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-for command in (start, demo, bench, *job_commands):
+for command in (start, demo, bench, *job_commands, *control_commands):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -28,6 +28,9 @@ def start(app_spec: str | None, processes: int, **settings: Any) -> None:
     # Fail fast, in the parent, with one clear line (a bad queue string, a missing schema).
     queue_strings.parse(gj.settings.queues, gj.settings.max_threads)
     gj.check_schema()
+    if gj.settings.enable_cron:
+        for entry in gj.cron:
+            gj.cron_request(entry)  # every entry's task is registered
     if processes == 1:
         raise SystemExit(run_worker(gj))
     raise SystemExit(Supervisor(gj, processes).run())

@@ -8,6 +8,7 @@ so the pool stays small whatever the thread count.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json as jsonlib
 import logging
 import os
@@ -365,6 +366,11 @@ class Database:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(sql, params)
             return await cur.fetchall() if cur.description else []
+
+    def now(self) -> dt.datetime:
+        """The database's clock (goodjob compares times with it, never with this host's)."""
+        now: dt.datetime = self.execute("jobs_now")[0]["now"]
+        return now
 
     def fetchone(self, name: str, params: Params = None, **kwargs: Any) -> Row | None:
         rows = self.execute(name, params, **kwargs)

@@ -178,7 +178,9 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz,
 -- Claims up to {limit} due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
 -- attempt left open by a process that died. A job is reported interrupted when its previous
--- attempt was (left open, or released at shutdown). {queue_filter}, {queue_order} and {filters}
+-- attempt was (left open, or released at shutdown). Jobs of a paused queue, task or label are
+-- passed over (gj.pause; see {pauses} in records/claims.py). {queue_filter}, {queue_order},
+-- {filters} and {pauses}
 -- are fixed fragments chosen by the pool's ClaimSpec (records/claims.py), never user text; no
 -- other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
@@ -204,7 +206,7 @@ candidates AS (
     SELECT j.id, j.ctid AS tid
     FROM goodjob_jobs j
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
-      {queue_filter} {filters}
+      {queue_filter} {filters} {pauses}
       AND EXISTS (SELECT 1 FROM me)
       AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
@@ -535,3 +537,85 @@ FROM (
     WHERE j.labels @> ARRAY[%(label)s::text] AND e.finished_at IS NOT NULL
     GROUP BY date_trunc('second', e.finished_at)
 ) per_second;
+
+-- name: cron_enqueue
+-- Enqueues one run of a cron entry, exactly once however many processes try: the entry's row in
+-- goodjob_settings ('cron:<key>') is locked and its last run moved forward in the same statement,
+-- so a run at or before the last one is never enqueued again, even after its job was deleted;
+-- the unique index on (cron_key, cron_at) backs it up. A disabled entry enqueues nothing (its
+-- row says enabled false; without a row, %(enabled_by_default)s decides). Returns the job's id
+-- when it enqueued one, and wakes its queue.
+WITH state AS (
+    INSERT INTO goodjob_settings AS s (key, value)
+    SELECT 'cron:' || %(cron_key)s, jsonb_build_object('last_at', %(cron_at)s::timestamptz)
+    -- Without a row, only an entry enabled by default runs; with one, the update decides.
+    WHERE %(enabled_by_default)s
+       OR EXISTS (SELECT 1 FROM goodjob_settings WHERE key = 'cron:' || %(cron_key)s)
+    ON CONFLICT (key) DO UPDATE
+        SET value = s.value || jsonb_build_object('last_at', %(cron_at)s::timestamptz),
+            updated_at = now()
+        WHERE coalesce((s.value->>'enabled')::boolean, %(enabled_by_default)s)
+          AND coalesce((s.value->>'last_at')::timestamptz < %(cron_at)s, true)
+    RETURNING 1
+),
+inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, cron_key, cron_at)
+    SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb,
+           %(cron_at)s, %(labels)s::text[], %(cron_key)s, %(cron_at)s
+    FROM state
+    ON CONFLICT (cron_key, cron_at) WHERE cron_key IS NOT NULL DO NOTHING
+    RETURNING id, queue_name
+)
+SELECT id, pg_notify(%(channel)s, json_build_object('queue', queue_name)::text) AS notified
+FROM inserted;
+
+-- name: cron_enqueue_now
+-- Enqueues a run of a cron entry by hand, now (cron_at stays NULL: not one of its scheduled runs).
+WITH inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, cron_key)
+    VALUES (%(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb, now(),
+            %(labels)s::text[], %(cron_key)s)
+    RETURNING id, queue_name
+)
+SELECT id, pg_notify(%(channel)s, json_build_object('queue', queue_name)::text) AS notified
+FROM inserted;
+
+-- name: cron_states
+-- What the database says of every cron entry that has a row: enabled (null: its default) and
+-- its last scheduled run.
+SELECT substr(key, 6) AS cron_key, (value->>'enabled')::boolean AS enabled,
+       (value->>'last_at')::timestamptz AS last_at
+FROM goodjob_settings
+WHERE key LIKE 'cron:%';
+
+-- name: cron_set_enabled
+-- Enables or disables a cron entry for every process (they read it at each run).
+INSERT INTO goodjob_settings AS s (key, value)
+VALUES ('cron:' || %(cron_key)s, jsonb_build_object('enabled', %(enabled)s::boolean))
+ON CONFLICT (key) DO UPDATE
+    SET value = s.value || jsonb_build_object('enabled', %(enabled)s::boolean), updated_at = now();
+
+-- name: pause_add
+-- Pauses a queue, a task or a label: no claim takes their jobs until unpaused.
+INSERT INTO goodjob_settings (key, value) VALUES (%(key)s, '{}'::jsonb)
+ON CONFLICT (key) DO NOTHING;
+
+-- name: pause_remove
+-- Unpauses a queue, task or label, and wakes every worker (their jobs may be due).
+WITH removed AS (
+    DELETE FROM goodjob_settings WHERE key = %(key)s RETURNING key
+)
+SELECT key, pg_notify(%(channel)s, '{}') AS notified FROM removed;
+
+-- name: pauses_any
+-- Whether anything is paused.
+SELECT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%') AS paused;
+
+-- name: pauses_list
+-- Every pause, as (kind, name).
+SELECT split_part(key, ':', 2) AS kind, substr(key, length(split_part(key, ':', 2)) + 8) AS name
+FROM goodjob_settings
+WHERE key LIKE 'pause:%'
+ORDER BY key;

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from goodjob.db import CHANNEL, Database, json_text
+from goodjob.db.queries import qualify
 from goodjob.queues import QueueSelection
 
 Kind = Literal["succeeded", "discarded", "retry", "release"]
@@ -40,8 +41,21 @@ _QUEUE_FILTERS = {
 _ONE_QUEUE = "AND j.queue_name = (%(queues)s::text[])[1]"
 _ORDERED = "array_position(%(queues)s::text[], j.queue_name),"
 # Filters a spec may add, each fixed text: only these jobs (inline mode runs the jobs it
-# enqueued, nothing else). Pauses and concurrency gates take their places here.
+# enqueued, nothing else). Concurrency gates take their place here.
 _ONLY_IDS = "AND j.id = ANY(%(ids)s::uuid[])"
+# Pauses (gj.pause), in one of two forms. With nothing paused, the usual case, a gate that reads
+# goodjob_settings once per claim and passes everything (or nothing, should a pause have come:
+# the caller then switches form): filters on each candidate would change the plan, the
+# planner then expecting few rows and sorting the backlog instead of walking a dequeue index.
+# With something paused, a primary-key probe of goodjob_settings per candidate, as the dequeue
+# index yields it.
+_NOTHING_PAUSED = "AND NOT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%%')"
+_NOT_PAUSED = """AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
+                      WHERE s.key = 'pause:queue:' || j.queue_name)
+      AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
+                      WHERE s.key = 'pause:task:' || j.task_name)
+      AND NOT EXISTS (SELECT 1 FROM goodjob_settings s, unnest(j.labels) AS l(label)
+                      WHERE s.key = 'pause:label:' || l.label)"""
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,11 @@ class ClaimSpec:
     queues: QueueSelection = field(default_factory=QueueSelection)
     advisory: bool = False  # the advisory and hybrid strategies: skip jobs whose lock is held
     only_ids: bool = False  # claim only the jobs whose ids are given (inline mode)
+    paused: bool = False  # something is paused: pass over its jobs one by one
 
     def statement(self, db: Database, limit: int) -> str:
         """The text of this spec's claim of up to ``limit`` jobs."""
-        return _render(self, db.sql("jobs_claim"), int(limit))
+        return _render(self, db.sql("jobs_claim"), db.schema, int(limit))
 
     def params(self, process_id: uuid.UUID, ids: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
         """The parameters of this spec's claim."""
@@ -65,13 +80,14 @@ class ClaimSpec:
 
 
 @functools.lru_cache(maxsize=256)
-def _render(spec: ClaimSpec, template: str, limit: int) -> str:
+def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
     queues = spec.queues
     one_queue = queues.mode in ("include", "ordered") and len(queues.names) == 1
     fragments = {
         "queue_filter": _ONE_QUEUE if one_queue else _QUEUE_FILTERS[queues.mode],
         "queue_order": _ORDERED if queues.mode == "ordered" and not one_queue else "",
         "filters": _ONLY_IDS if spec.only_ids else "",
+        "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
         "skip_advisory_locked": "true" if spec.advisory else "false",
         "limit": str(limit),
     }
@@ -191,6 +207,11 @@ def unclaim(db: Database, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> 
             "attempts": [job.attempt for job in jobs],
         }
         db.execute("jobs_unclaim", params)
+
+
+def anything_paused(db: Database) -> bool:
+    """Whether any queue, task or label is paused (which claim form to use)."""
+    return bool(db.execute("pauses_any")[0]["paused"])
 
 
 def held(db: Database, process_id: uuid.UUID, job: ClaimedJob) -> bool:

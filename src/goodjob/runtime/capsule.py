@@ -22,14 +22,17 @@ from typing import Any, Protocol
 from goodjob import queues as queue_strings
 from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
+from goodjob.cron import CronEntry
 from goodjob.db import Database
 from goodjob.errors import Error
 from goodjob.middleware import MiddlewareChain
+from goodjob.options import JobRequest
 from goodjob.performer import Performer
 from goodjob.records.claims import ClaimedJob, ClaimSpec, Outcome
 from goodjob.runtime.cleanup import Cleaner
 from goodjob.runtime.completer import Completer
 from goodjob.runtime.counters import Counters
+from goodjob.runtime.cron import CronManager
 from goodjob.runtime.notifier import Notifier
 from goodjob.runtime.poller import FutureCache, Poller
 from goodjob.runtime.scheduler import Scheduler
@@ -97,6 +100,11 @@ class CapsuleApp(Protocol):
         middleware: MiddlewareChain | None = None,
     ) -> Performer: ...
 
+    @property
+    def cron(self) -> tuple[CronEntry, ...]: ...
+
+    def cron_request(self, entry: CronEntry) -> JobRequest: ...
+
     def check_schema(self) -> None: ...
 
     def cleanup_preserved_jobs(self) -> int: ...
@@ -139,6 +147,17 @@ class Capsule:
             every_seconds=settings.cleanup_interval_seconds,
         )
         self.idle_watch: _Every | None = None
+        self.cron: CronManager | None = None
+        if settings.enable_cron and gj.cron:
+            # Made now: an entry whose task is not registered stops the worker before it starts.
+            self.cron = CronManager(
+                gj.database,
+                gj.cron,
+                gj.cron_request,
+                self.cache.clock,
+                graceful_restart_period=settings.cron_graceful_restart_period,
+                errors=self.middleware,
+            )
         self.started_at = 0.0
 
     @property
@@ -200,8 +219,10 @@ class Capsule:
             self.notifier.start()
             if not self.notifier.wait_connected(INITIAL_LISTEN_WAIT):
                 logger.warning("not listening yet; polling meanwhile")
-        self.cache.warm()
+        self.cache.warm()  # also measures the database's clock, which cron runs follow
         self.cache.start()
+        if self.cron is not None:
+            self.cron.start()
         self.poller.start()
         self.sweeper.start()
         self.cleaner.start()
@@ -241,7 +262,7 @@ class Capsule:
         )
         self.shutting_down.set()
         self.stop_requested.set()
-        for part in (self.idle_watch, self.poller, self.cache):
+        for part in (self.cron, self.idle_watch, self.poller, self.cache):
             if part is not None:
                 part.stop()
         for scheduler in self.schedulers:
@@ -389,5 +410,6 @@ class Capsule:
             "schedulers": [{**s.state(), **self.counters.pool(s.index)} for s in self.schedulers],
             "cache": {"size": len(self.cache), "max": self.settings.max_cache},
             "listening": bool(self.notifier and self.notifier.connected.is_set()),
+            "cron": {"enabled": self.cron is not None, "entries": len(self._app.cron)},
             **self.middleware.process_state(),
         }

@@ -86,6 +86,10 @@ class DatabaseClock:
         """The monotonic time at which the database's clock reads ``db_epoch``."""
         return db_epoch - self._offset
 
+    def now(self) -> float:
+        """The database's clock now, in epoch seconds."""
+        return time.monotonic() + self._offset
+
 
 class FutureCache:
     """Timers that wake the pools serving a queue when a scheduled job becomes due."""
