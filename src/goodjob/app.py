@@ -21,7 +21,7 @@ from goodjob.middleware import Middleware, MiddlewareChain
 from goodjob.options import JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
-from goodjob.records import cron_runs, pauses
+from goodjob.records import cron_runs, enqueue, pauses
 from goodjob.records import jobs as job_records
 from goodjob.records.claims import ClaimSpec
 from goodjob.records.jobs import Job, JobReader
@@ -194,9 +194,7 @@ class GoodJob:
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
         self.check_schema()
-        handles: Sequence[Job] = job_records.insert(
-            self.database, requests, self.reader, connection
-        )
+        handles: Sequence[Job] = enqueue.insert(self.database, requests, self.reader, connection)
         if self.settings.execution_mode == "inline" and connection is None:
             # Inline mode: run the jobs just enqueued (and what they enqueue), now, in this
             # thread, and hand back what happened. With the caller's connection they are not
@@ -221,7 +219,7 @@ class GoodJob:
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
         await asyncio.to_thread(self.check_schema)
-        return await job_records.ainsert(self.database, requests, self.reader, connection)
+        return await enqueue.ainsert(self.database, requests, self.reader, connection)
 
     # -- jobs ---------------------------------------------------------------------------------
 

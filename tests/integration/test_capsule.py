@@ -360,11 +360,21 @@ def test_a_worker_whose_clock_is_off_starts_jobs_on_the_database_clock(
     try:
         now = tick.enqueue()
         later = tick.using(wait=1.0).enqueue()
-        wait_until(
-            lambda: gj.job(now.id).finished and gj.job(later.id).finished,
-            timeout=10,
-            message="both jobs to run",
-        )
+        try:
+            wait_until(
+                lambda: gj.job(now.id).finished and gj.job(later.id).finished,
+                timeout=10,
+                message="both jobs to run",
+            )
+        except AssertionError:
+            capsule = gj._capsule
+            assert capsule is not None
+            offset = capsule.cache.clock._offset - (real() - time.monotonic())
+            raise AssertionError(
+                f"jobs {gj.job(now.id).status} and {gj.job(later.id).status}; the worker's idea"
+                f" of the database clock is {offset:+.3f}s off; timers {capsule.cache._heap};"
+                f" listening {capsule.connected}"
+            ) from None
     finally:
         gj.shutdown()
     for job in (gj.job(now.id), gj.job(later.id)):

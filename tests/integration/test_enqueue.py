@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from goodjob import ConfigurationError, DatabaseError, GoodJob, SerializationError
 from goodjob.db import Database
-from goodjob.records import jobs as job_records
+from goodjob.records import enqueue
 from tests.helpers import sql
 from tests.strategies import any_text, same, values
 
@@ -26,12 +26,12 @@ from tests.strategies import any_text, same, values
 COPY_THRESHOLD = 500
 # A batch that goes out as two pipelined parts (below the COPY threshold of these tests).
 MULTI_PART = COPY_THRESHOLD - 1
-assert MULTI_PART > job_records.PIPELINE_PART
+assert MULTI_PART > enqueue.PIPELINE_PART
 
 
 @pytest.fixture(autouse=True)
 def small_copy_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(job_records, "COPY_THRESHOLD", COPY_THRESHOLD)
+    monkeypatch.setattr(enqueue, "COPY_THRESHOLD", COPY_THRESHOLD)
 
 
 @pytest.fixture
@@ -269,7 +269,7 @@ def test_a_batchs_handles_are_its_jobs_in_order_each_with_its_own_arguments(
     if size > 1:
         handles[1].arguments["args"].append("mutated")  # a caller's mistake stays its own
         assert gj.enqueue_all([bare.prepare()])[0].arguments == {"args": [], "kwargs": {}}
-        assert job_records.NO_ARGUMENTS == {"args": [], "kwargs": {}}
+        assert enqueue.NO_ARGUMENTS == {"args": [], "kwargs": {}}
         assert stored[handles[1].id].arguments == {"args": [], "kwargs": {}}
 
 

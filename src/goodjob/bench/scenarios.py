@@ -34,7 +34,7 @@ from goodjob.bench.environment import (
     wait_for,
 )
 from goodjob.bench.workload import STAMP, register
-from goodjob.records import jobs as job_records
+from goodjob.records import enqueue as enqueue_records
 
 WAIT_SLACK = 60.0  # seconds added to every drain's deadline
 WARM_CHUNKS = 6  # untimed enqueue_all chunks per side before the enqueue blocks
@@ -194,8 +194,8 @@ def _statement_only(app: Any, tasks: Any, chunks: list[int]) -> float:
     """Seconds to run enqueue_all's insert statements alone, their parameters built beforehand:
     the share of the server and the driver in an ``enqueue_all``, without goodjob's Python."""
     batches = [
-        job_records.insert_params(
-            job_records.NewJobs.of([tasks.noop.prepare() for _ in range(count)]),
+        enqueue_records.insert_params(
+            enqueue_records.NewJobs.of([tasks.noop.prepare() for _ in range(count)]),
             app.settings.max_payload_bytes,
         )
         for count in chunks
