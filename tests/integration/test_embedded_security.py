@@ -243,7 +243,9 @@ def test_a_folder_made_before_passwords_is_upgraded(data_dir: Path) -> None:
         data_dir.parent.chmod(0o701)  # the old code opened the way for the server's user
         os.chown(data_dir, server_uid(), pwd.getpwnam(user).pw_gid)
     bin_dir = embedded.find_bin_dir()
-    embedded._pg(bin_dir, user, "initdb", "-D", str(data_dir), "-U", "postgres", "--auth=trust")
+    embedded.binaries.pg(
+        bin_dir, user, "initdb", "-D", str(data_dir), "-U", "postgres", "--auth=trust"
+    )
     assert not (data_dir / embedded.PASSWORD_FILE).exists()
 
     server = embedded.ensure_running(data_dir)
