@@ -23,7 +23,7 @@ from goodjob.errors import (
     WaitTimeout,
 )
 from goodjob.middleware import Middleware
-from goodjob.options import JobRequest
+from goodjob.options import Concurrency, JobRequest
 from goodjob.records.claims import ClaimedJob, Outcome
 from goodjob.records.jobs import Execution, Job
 from goodjob.retry import Retry
@@ -32,6 +32,7 @@ from goodjob.task import Task
 __all__ = [
     "CapsuleTracker",
     "ClaimedJob",
+    "Concurrency",
     "ConfigurationError",
     "DatabaseError",
     "DatabaseUnavailable",

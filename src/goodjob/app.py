@@ -18,9 +18,10 @@ from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError
 from goodjob.job_locks import JobLocks
 from goodjob.middleware import Middleware, MiddlewareChain
-from goodjob.options import JobRequest, TaskOptions
+from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
+from goodjob.records import concurrency as limits
 from goodjob.records import cron_runs, enqueue, pauses
 from goodjob.records import jobs as job_records
 from goodjob.records.claims import ClaimSpec
@@ -116,6 +117,7 @@ class GoodJob:
         discard_on: Sequence[type[BaseException]] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
+        concurrency: Concurrency | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -130,6 +132,7 @@ class GoodJob:
         discard_on: Sequence[type[BaseException]] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
+        concurrency: Concurrency | None = None,
     ) -> Any:
         """Register a function as a task: ``@gj.task`` or ``@gj.task(queue="mail", ...)``.
 
@@ -137,6 +140,7 @@ class GoodJob:
         errors that end the job at once; ``timeout`` interrupts an attempt after that many
         seconds (a :class:`JobTimeout` error); ``handle(error)`` is called first with any error
         the task raises and, unless it raises itself, the job succeeds with a ``handled`` error.
+        ``concurrency`` (a :class:`Concurrency`) limits and throttles its jobs by key.
         """
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -151,6 +155,7 @@ class GoodJob:
                 discard_on=tuple(discard_on),
                 timeout=timeout,
                 handle=handle,
+                concurrency=concurrency,
             )
             return self.tasks.add(task)
 
@@ -194,16 +199,20 @@ class GoodJob:
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
         self.check_schema()
-        handles: Sequence[Job] = enqueue.insert(self.database, requests, self.reader, connection)
+        handles: Sequence[Job]
+        if limits.keyed(requests):
+            handles = limits.insert(self.database, requests, self.reader, connection)
+        else:
+            handles = enqueue.insert(self.database, requests, self.reader, connection)
         if self.settings.execution_mode == "inline" and connection is None:
             # Inline mode: run the jobs just enqueued (and what they enqueue), now, in this
             # thread, and hand back what happened. With the caller's connection they are not
             # committed yet: gj.perform_inline() after the commit.
-            ids = [handle.id for handle in handles]
+            ids = [handle.id for handle in handles if handle.refused is None]
             self.perform_inline(ids)
             handles = [
-                job_records.get(self.database, i, reader=self.reader) or h
-                for i, h in zip(ids, handles, strict=True)
+                h if h.refused else job_records.get(self.database, h.id, reader=self.reader) or h
+                for h in handles
             ]
         return handles
 
@@ -219,6 +228,8 @@ class GoodJob:
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
         await asyncio.to_thread(self.check_schema)
+        if limits.keyed(requests):
+            return await limits.ainsert(self.database, requests, self.reader, connection)
         return await enqueue.ainsert(self.database, requests, self.reader, connection)
 
     # -- jobs ---------------------------------------------------------------------------------

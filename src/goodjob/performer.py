@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -126,8 +126,13 @@ class Performer:
         self.job_locks = job_locks  # the advisory and hybrid strategies: None for skiplocked
         self.max_payload_bytes = max_payload_bytes
         self.spec = spec or ClaimSpec(advisory=job_locks is not None)
-        self._paused_spec = dataclasses.replace(self.spec, paused=True)
-        self._paused = False  # whether to claim in the form that passes over paused jobs
+        # The claim's form: (something paused, jobs with concurrency keys due). Plain (False,
+        # False) costs nothing more than a claim without these features; see records/claims.py.
+        self._form: tuple[bool, bool] = (False, False)
+        self._specs: dict[tuple[bool, bool], ClaimSpec] = {self._form: self.spec}
+        # Told (queue, database epoch) when a throttled key admits starts again: the capsule
+        # sets a timer (its future-job cache), so the next start waits for no poll.
+        self.on_throttled: Callable[[str, float], object] | None = None
         self.pool = pool
         self.raise_errors = raise_errors
         self.loop = loop
@@ -147,12 +152,14 @@ class Performer:
         if process_id is None:
             return []
         claimed = self._claim(process_id, limit, ids)
-        if not claimed or (self._paused and len(claimed) < limit):
-            # An empty claim: with nothing paused, the pause gate may have stopped it; with
-            # something paused, a short one: the pauses may be over. Check, and switch form.
-            paused = claims.anything_paused(self.database)
-            if paused != self._paused:
-                self._paused = paused
+        special = self._form != (False, False)
+        if not claimed or (special and len(claimed) < limit):
+            # An empty claim: a gate of the plain form (a pause, a due job with a concurrency
+            # key) may have stopped it; a short claim in another form: what called for it may
+            # be over. Ask which form fits, and switch.
+            form = claims.special(self.database)
+            if form != self._form:
+                self._form = form
                 if not claimed:
                     claimed = self._claim(process_id, limit, ids)
         if self.job_locks is None or not claimed:
@@ -174,7 +181,12 @@ class Performer:
     def _claim(
         self, process_id: uuid.UUID, limit: int, ids: Sequence[uuid.UUID]
     ) -> list[ClaimedJob]:
-        spec = self._paused_spec if self._paused else self.spec
+        paused, gated = self._form
+        spec = self._specs.get(self._form)
+        if spec is None:
+            spec = self._specs[self._form] = dataclasses.replace(
+                self.spec, paused=paused, gated=gated
+            )
         return claims.claim(
             self.database,
             spec,
@@ -183,6 +195,7 @@ class Performer:
             claimed_at=time.monotonic(),
             pool=self.pool,
             ids=ids,
+            throttled=self.on_throttled,
         )
 
     def unclaim(self, jobs: Sequence[ClaimedJob]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from goodjob.errors import ConfigurationError
-from goodjob.options import JobRequest, TaskOptions
+from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.records.jobs import Job
 from goodjob.retry import Retry
 
@@ -50,6 +50,7 @@ class Task(Generic[P, R]):
         discard_on: tuple[type[BaseException], ...] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self.registry = registry
         self.fn = fn
@@ -73,6 +74,13 @@ class Task(Generic[P, R]):
         if handle is not None and not callable(handle):
             raise ConfigurationError(f"task {self.name}: handle={handle!r} is not callable")
         self.handle = handle
+        if concurrency is not None and not isinstance(concurrency, Concurrency):
+            raise ConfigurationError(
+                f"task {self.name}: concurrency={concurrency!r}: pass a goodjob.Concurrency"
+            )
+        self.concurrency = concurrency
+        if self.options.concurrency_key is not None and concurrency is None:
+            raise _unlimited_key(self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -91,6 +99,8 @@ class Task(Generic[P, R]):
                 f"unknown enqueue option {sorted(unknown)[0]!r}; options are: "
                 + ", ".join(f.name for f in dataclasses.fields(TaskOptions))
             )
+        if options.get("concurrency_key") is not None and self.concurrency is None:
+            raise _unlimited_key(self.name)
         copy = object.__new__(Task)
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **options)
@@ -98,7 +108,14 @@ class Task(Generic[P, R]):
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> JobRequest:
         """One call, for :meth:`GoodJob.enqueue_all`."""
-        return JobRequest(self.name, args, kwargs, self.options)
+        concurrency = self.concurrency
+        if concurrency is None:
+            return JobRequest(self.name, args, kwargs, self.options)
+        options = self.options
+        if options.concurrency_key is None:  # not set by using(): the task's key for this call
+            key = concurrency.key_for(self.name, args, kwargs)
+            options = dataclasses.replace(options, concurrency_key=key)
+        return JobRequest(self.name, args, kwargs, options, concurrency)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store a job that calls this task with these arguments; returns its handle."""
@@ -113,6 +130,14 @@ class Task(Generic[P, R]):
                 [self.prepare(*args, **kwargs)], connection=self.options.connection
             )
         )[0]
+
+
+def _unlimited_key(task_name: str) -> ConfigurationError:
+    # A key without limits would be stored and enforce nothing: say so where it was written.
+    return ConfigurationError(
+        f"task {task_name}: concurrency_key needs limits: declare them with"
+        " @gj.task(concurrency=goodjob.Concurrency(...))"
+    )
 
 
 class TaskResolver(Protocol):

@@ -108,6 +108,7 @@ def _claim_plan(
     claim = ClaimSpec(parse_selection(queues), **spec)
     statement = claim.statement(gj.database, limit)
     params = claim.params(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
+    params["keys"] = ["k1", "k2"]  # the gated form's locked keys
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None
@@ -156,12 +157,22 @@ def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("limit", [1, 10])
 @pytest.mark.parametrize("advisory", [False, True], ids=["skiplocked", "advisory"])
 @pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
+@pytest.mark.parametrize("gated", [False, True], ids=["no-keys", "gated"])
 def test_claim_never_reads_history(
-    history: GoodJob, database_url: str, queues: str, limit: int, advisory: bool, paused: bool
+    history: GoodJob,
+    database_url: str,
+    queues: str,
+    limit: int,
+    advisory: bool,
+    paused: bool,
+    gated: bool,
 ) -> None:
     """Every variant of the claim (each queue selection's shape, each lock strategy, both forms
-    of the pause check) finds due jobs through an index that leaves finished jobs out."""
-    nodes = _claim_plan(history, database_url, queues, limit, advisory=advisory, paused=paused)
+    of the pause check and of the concurrency gate) finds due jobs through an index that leaves
+    finished jobs out."""
+    nodes = _claim_plan(
+        history, database_url, queues, limit, advisory=advisory, paused=paused, gated=gated
+    )
     seq_scans = [
         n
         for n in nodes
@@ -224,11 +235,13 @@ def test_with_pauses_the_claim_still_reads_the_dequeue_index(
 
 @pytest.mark.parametrize("limit", [1, 10])
 @pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
+@pytest.mark.parametrize("gated", [False, True], ids=["no-keys", "gated"])
 def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
-    history: GoodJob, database_url: str, limit: int, paused: bool
+    history: GoodJob, database_url: str, limit: int, paused: bool, gated: bool
 ) -> None:
-    """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early."""
-    nodes = _claim_plan(history, database_url, "*", limit, paused=paused)
+    """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early.
+    With limits (gated), too: the partial index still finds the due jobs (issue 15)."""
+    nodes = _claim_plan(history, database_url, "*", limit, paused=paused, gated=gated)
     candidates = _candidate_scans(nodes)
     assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == [
         ("Index Scan", "goodjob_jobs_dequeue_any")
@@ -238,15 +251,61 @@ def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
 @pytest.mark.parametrize("queues", ["mail", "+mail"])
 @pytest.mark.parametrize("limit", [1, 10])
 @pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
+@pytest.mark.parametrize("gated", [False, True], ids=["no-keys", "gated"])
 def test_claim_from_one_named_queue_uses_the_queue_index(
-    history: GoodJob, database_url: str, queues: str, limit: int, paused: bool
+    history: GoodJob, database_url: str, queues: str, limit: int, paused: bool, gated: bool
 ) -> None:
     """A small named queue is read through goodjob_jobs_dequeue_queue, so its claim never walks
     the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
-    nodes = _claim_plan(history, database_url, queues, limit, paused=paused)
+    nodes = _claim_plan(history, database_url, queues, limit, paused=paused, gated=gated)
     candidates = _candidate_scans(nodes)
     names = [n.get("Index Name") for n in candidates]
     assert names == ["goodjob_jobs_dequeue_queue"], _describe(nodes)
+
+
+@pytest.mark.parametrize("queues", ["*", "mail", "-mail"])
+def test_the_gated_claims_key_lookup_reads_only_keyed_indexes(
+    history: GoodJob, database_url: str, queues: str
+) -> None:
+    """concurrency_claim_keys walks the keys' rows and finds each key's next job and its running
+    count through the keyed partial indexes: never the backlog of unkeyed jobs, nor history."""
+    claim = ClaimSpec(parse_selection(queues), gated=True)
+    with psycopg.connect(database_url) as conn:  # rolled back: the keys vanish
+        conn.execute(
+            "INSERT INTO goodjob_concurrency (key, perform_limit)"
+            " SELECT 'k' || g, 2 FROM generate_series(1, 100) AS g"
+        )
+        conn.execute("ANALYZE goodjob_concurrency")
+        row = conn.execute(
+            ("EXPLAIN (FORMAT JSON) " + claim.keys_statement(history.database, 10)).encode(),
+            claim.params(uuid.uuid4()),
+        ).fetchone()
+        conn.rollback()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    jobs_scans = [
+        n
+        for n in nodes
+        if n["Node Type"] in SCANS
+        and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
+    ]
+    assert jobs_scans, _describe(nodes)
+    assert {n.get("Index Name") for n in jobs_scans if n["Node Type"] != "Bitmap Heap Scan"} <= {
+        "goodjob_jobs_keyed_queued",
+        "goodjob_jobs_keyed_running",
+    }, _describe(nodes)
+
+
+def test_the_plain_claims_key_gate_is_one_probe_of_the_keyed_index(
+    history: GoodJob, database_url: str
+) -> None:
+    """Without limits in use, the claim's only addition is the gate: one probe of the (empty)
+    index of queued keyed jobs, besides the dequeue index walk it always made."""
+    nodes = _claim_plan(history, database_url, "*", 10)
+    gate = [n for n in nodes if n.get("Index Name") == "goodjob_jobs_keyed_queued"]
+    assert [n["Node Type"] for n in gate] in (["Index Scan"], ["Index Only Scan"]), _describe(nodes)
+    walked = [n for n in nodes if n.get("Index Name") == "goodjob_jobs_dequeue_any"]
+    assert walked, _describe(nodes)
 
 
 def _numbered(statement: str) -> tuple[str, list[str]]:

@@ -460,13 +460,3 @@ def test_any_arguments_come_back_from_the_database_or_are_refused_at_enqueue(
     stored = gj.job(job.id)
     assert same(stored.args, list(args))
     assert same(stored.kwargs, kwargs)
-
-
-def test_a_concurrency_key_is_refused_until_limits_exist(gj: GoodJob) -> None:
-    """Issue 12: a key stored and ignored would let users believe their jobs are limited."""
-
-    @gj.task
-    def sync() -> None: ...
-
-    with pytest.raises(ConfigurationError, match="concurrency_key is not supported yet"):
-        sync.using(concurrency_key="account-7")

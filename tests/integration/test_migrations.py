@@ -194,6 +194,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
             "0002_jobs_fewer_indexes",
             "0003_cheaper_writes",
             "0004_no_task_index",
+            "0005_concurrency",
         ]
 
         @gj.task
@@ -212,7 +213,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
         "SELECT table_schema, count(*) FROM information_schema.tables"
         " WHERE table_name LIKE 'goodjob%%' GROUP BY table_schema",
     )
-    assert tables == [("gj_custom", 6)]
+    assert tables == [("gj_custom", 7)]
     assert sql(empty_database_url, "SELECT count(*) FROM gj_custom.goodjob_jobs") == [(1,)]
 
 
@@ -243,7 +244,7 @@ def test_commands_take_the_database_flags_without_any_variable(
         "SELECT table_schema, count(*) FROM information_schema.tables"
         " WHERE table_name LIKE 'goodjob%%' GROUP BY table_schema",
     )
-    assert tables == [("gj_flags", 6)]
+    assert tables == [("gj_flags", 7)]
     listed = run("processes")
     assert listed.returncode == 0, listed.stderr
     assert "(no processes)" in listed.stdout

@@ -29,6 +29,7 @@ PUBLIC_API = {
     "Outcome",
     "QueueStringError",
     "Retry",
+    "Concurrency",
     "SchemaNotMigrated",
     "SerializationError",
     "Settings",

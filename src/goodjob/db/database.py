@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -158,6 +158,41 @@ class translate_errors:
 def is_connection(value: object) -> bool:
     """Whether ``value`` is a caller's psycopg connection (sync or async)."""
     return isinstance(value, psycopg.Connection | psycopg.AsyncConnection)
+
+
+def _owns_transaction(conn: Any) -> bool:
+    """Whether a block on the caller's ``conn`` needs a transaction() of its own: in
+    autocommit mode (its statements must go in together), or inside the caller's open
+    transaction (a savepoint, so a failure undoes only the block). With no transaction open
+    on a connection that is not autocommit, psycopg's transaction() would begin one and commit
+    it at the end of the block, committing the caller's work early; the block's statements
+    then simply open the caller's transaction, and the caller commits or rolls back."""
+    return (
+        bool(conn.autocommit) or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    )
+
+
+@contextlib.contextmanager
+def caller_transaction(conn: Any) -> Iterator[Any]:
+    """The caller's connection, the block's statements in the caller's transaction."""
+    with translate_errors(), conn.transaction() if _owns_transaction(conn) else _nothing():
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def acaller_transaction(conn: Any) -> AsyncIterator[Any]:
+    """:func:`caller_transaction` for an AsyncConnection."""
+    with translate_errors():
+        if _owns_transaction(conn):
+            async with conn.transaction():
+                yield conn
+        else:
+            yield conn
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def is_async_connection(value: object) -> bool:
@@ -315,10 +350,10 @@ class Database:
         pooled one."""
         return self._execute(self.sql(name), params, conn, fetch=True)
 
-    def execute_text(self, text: str, params: Params = None) -> list[Row]:
+    def execute_text(self, text: str, params: Params = None, *, conn: Any = None) -> list[Row]:
         """Run a statement rendered from a named one (the claim variants of records/claims.py)
-        on a pooled connection and return its rows."""
-        return self._execute(text, params, None, fetch=True)
+        and return its rows; on ``conn`` or a pooled connection."""
+        return self._execute(text, params, conn, fetch=True)
 
     def run(self, name: str, params: Params = None, *, conn: Any = None) -> None:
         """Run statement ``name`` for its effect, without reading the rows it returns (on the

@@ -9,7 +9,7 @@ from importlib import resources
 _HEADER = re.compile(r"^-- name: (\w+)\n((?:--.*\n)*)", re.MULTILINE)
 # Bare table and function names; an index name such as goodjob_jobs_dequeue_any does not match.
 _TABLE = re.compile(
-    r"(?<![\w.\"])(goodjob_(?:jobs|executions|processes|settings|batches|migrations|lock_key))\b"
+    r"(?<![\w.\"])(goodjob_(?:jobs|executions|processes|settings|batches|migrations|lock_key|concurrency))\b"
     r"(?!_)"
 )
 

@@ -174,15 +174,100 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz,
          'queue', %(queue_name)s::text,
          'scheduled_at', extract(epoch FROM s.at))::text) AS notified;
 
+-- name: concurrency_keys_prepare
+-- The first statement of an enqueue of jobs with concurrency keys: writes each key's row with
+-- its task's limits (a row per key, created on first use) and so locks it until the enqueue
+-- commits. Enqueues of one key take turns, which makes their counts exact
+-- (concurrency_enqueue); a claim passes the key over meanwhile (SKIP LOCKED) and is woken by the
+-- enqueue's NOTIFY; cleanup cannot delete the row of a key whose job is being inserted. Keys
+-- come sorted, so two enqueues lock shared keys in the same order.
+INSERT INTO goodjob_concurrency AS c
+    (key, perform_limit, perform_throttle, perform_throttle_seconds, enqueue_throttle,
+     enqueue_throttle_seconds)
+SELECT *
+FROM unnest(%(keys)s::text[], %(perform_limits)s::int[], %(perform_throttles)s::int[],
+            %(perform_throttle_seconds)s::float8[], %(enqueue_throttles)s::int[],
+            %(enqueue_throttle_seconds)s::float8[])
+ORDER BY 1
+ON CONFLICT (key) DO UPDATE
+    SET perform_limit = excluded.perform_limit, perform_throttle = excluded.perform_throttle,
+        perform_throttle_seconds = excluded.perform_throttle_seconds,
+        enqueue_throttle = excluded.enqueue_throttle,
+        enqueue_throttle_seconds = excluded.enqueue_throttle_seconds, updated_at = now();
+
+-- name: concurrency_enqueue
+-- Inserts one job whose task limits enqueues, or refuses it, after concurrency_keys_prepare
+-- locked its key's row in this transaction: the counts see every enqueue of the key that
+-- committed, and no other can land in between. Counts stop at the limit (LIMIT), so a key with
+-- a long backlog costs no more than a short one. Returns why it was refused (null: inserted)
+-- and the job in its way: the key's first queued job, else its first running one.
+WITH k AS (
+    SELECT c.enqueue_throttle, c.enqueue_throttle_seconds, c.enqueues
+    FROM goodjob_concurrency c WHERE c.key = %(concurrency_key)s
+),
+verdict AS (
+    SELECT CASE
+        WHEN %(enqueue_limit)s::int IS NOT NULL
+             AND (SELECT count(*) FROM (
+                      SELECT 1 FROM goodjob_jobs j
+                      WHERE j.concurrency_key = %(concurrency_key)s AND j.finished_at IS NULL
+                        AND j.locked_by_id IS NULL
+                      LIMIT %(enqueue_limit)s) AS q) >= %(enqueue_limit)s::int
+        THEN 'enqueue_limit'
+        WHEN %(total_limit)s::int IS NOT NULL
+             AND (SELECT count(*) FROM (
+                      SELECT 1 FROM goodjob_jobs j
+                      WHERE j.concurrency_key = %(concurrency_key)s AND j.finished_at IS NULL
+                      LIMIT %(total_limit)s) AS t) >= %(total_limit)s::int
+        THEN 'total_limit'
+        WHEN (SELECT count(*) FROM k, unnest(k.enqueues) AS e(at)
+              WHERE e.at > statement_timestamp()
+                           - make_interval(secs => k.enqueue_throttle_seconds))
+             >= (SELECT enqueue_throttle FROM k)
+        THEN 'enqueue_throttle'
+    END AS refused
+),
+inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
+         batch_id)
+    SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb,
+           coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(wait)s::float8)),
+           %(labels)s::text[], %(concurrency_key)s, %(batch_id)s
+    FROM verdict WHERE refused IS NULL
+    RETURNING queue_name, scheduled_at
+),
+noted AS (
+    -- The key's latest enqueues, newest last, as many as its throttle counts.
+    UPDATE goodjob_concurrency c
+    SET enqueues = (c.enqueues || statement_timestamp())
+                       [greatest(1, cardinality(c.enqueues) + 2 - c.enqueue_throttle):],
+        updated_at = now()
+    FROM inserted
+    WHERE c.key = %(concurrency_key)s AND c.enqueue_throttle IS NOT NULL
+)
+SELECT v.refused,
+       (SELECT j.id FROM goodjob_jobs j
+        WHERE v.refused IS NOT NULL AND j.concurrency_key = %(concurrency_key)s
+          AND j.finished_at IS NULL
+        ORDER BY j.locked_by_id IS NOT NULL, j.scheduled_at, j.id
+        LIMIT 1) AS blocker,
+       (SELECT count(pg_notify(%(channel)s, json_build_object(
+                   'queue', i.queue_name,
+                   'scheduled_at', extract(epoch FROM i.scheduled_at))::text))
+        FROM inserted i) AS notified
+FROM verdict v;
+
 -- name: jobs_claim
 -- Claims up to {limit} due jobs for a process in one statement: locks them (SKIP LOCKED),
 -- stamps the claim and the attempt, opens their execution rows, and closes as interrupted any
 -- attempt left open by a process that died. A job is reported interrupted when its previous
 -- attempt was (left open, or released at shutdown). Jobs of a paused queue, task or label are
--- passed over (gj.pause; see {pauses} in records/claims.py). {queue_filter}, {queue_order},
--- {filters} and {pauses}
--- are fixed fragments chosen by the pool's ClaimSpec (records/claims.py), never user text; no
--- other code renders this statement. With {skip_advisory_locked} (the advisory
+-- passed over ({pauses}). Jobs with a concurrency key are claimed only in the gated form
+-- ({gate_ctes}, {gate_filter}, {chosen}, {gate_noted}): after the keys' rows were locked by
+-- concurrency_claim_keys in the same transaction, within the free slots of each key.
+-- Every {fragment} is fixed text chosen by the pool's ClaimSpec (records/claims.py), never user
+-- text; no other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
 -- {limit} and {skip_advisory_locked} are written into the text (a whole number; true or false),
 -- not sent as parameters: as parameters, Postgres costed the plan it could keep for any limit at
@@ -201,27 +286,33 @@ held AS MATERIALIZED (
     FROM pg_locks l
     WHERE {skip_advisory_locked} AND l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-),
+),{gate_ctes}
 candidates AS (
-    SELECT j.id, j.ctid AS tid
+    SELECT j.id, j.ctid AS tid, j.concurrency_key AS key, j.priority, j.scheduled_at
     FROM goodjob_jobs j
     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
-      {queue_filter} {filters} {pauses}
+      {queue_filter} {filters} {pauses} {gate_filter}
       AND EXISTS (SELECT 1 FROM me)
       AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
     LIMIT {limit}
     FOR NO KEY UPDATE OF j SKIP LOCKED
 ),
+chosen AS (
+    {chosen}
+),
 claimed AS (
     UPDATE goodjob_jobs j
-    SET locked_by_id = %(process_id)s, locked_at = now(), performed_at = now(),
-        executions_count = j.executions_count + 1, updated_at = now()
-    FROM candidates c
+    -- statement_timestamp(), not now(): in the gated form, the time this statement began, after
+    -- its keys were locked, so each key's starts are stamped in the order they were counted.
+    SET locked_by_id = %(process_id)s, locked_at = statement_timestamp(),
+        performed_at = statement_timestamp(), executions_count = j.executions_count + 1,
+        updated_at = now()
+    FROM chosen c
     WHERE j.ctid = c.tid AND j.id = c.id AND j.locked_by_id IS NULL
     RETURNING j.id, j.queue_name, j.priority, j.task_name, j.arguments, j.scheduled_at,
-              j.executions_count, j.labels, j.created_at, j.performed_at
-),
+              j.executions_count, j.labels, j.created_at, j.performed_at, j.concurrency_key
+),{gate_noted}
 started AS (
     INSERT INTO goodjob_executions
         (job_id, attempt, process_id, task_name, queue_name, scheduled_at, performed_at)
@@ -239,7 +330,7 @@ interrupted AS (
     RETURNING e.job_id
 )
 SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions_count,
-       j.labels,
+       j.labels, j.concurrency_key,
        -- As text, decoded by the thread that runs the job: a row psycopg could not decode
        -- (nested too deep) would otherwise fail the whole claim after it committed (issue 11).
        j.arguments::text AS arguments,
@@ -250,6 +341,41 @@ SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions
                          AND p.error_event = 'interrupted')) AS interrupted
 FROM claimed j
 ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
+
+-- name: concurrency_claim_keys
+-- The gated claim's first statement: locks the rows of the concurrency keys whose next due jobs
+-- come first, passing over keys that another claim or a limited enqueue holds (SKIP LOCKED: the
+-- next claim tries them) and keys whose running jobs fill their perform_limit by the last
+-- committed count. jobs_claim counts exactly once these locks are held. For a key whose
+-- perform_throttle is full, reopens_epoch says when it admits a start again (database clock) and
+-- queue_name where its next job waits, so the worker sets a timer instead of polling.
+SELECT c.key, d.queue_name,
+       extract(epoch FROM t.reopens)::float8 AS reopens_epoch
+FROM goodjob_concurrency c
+CROSS JOIN LATERAL (
+    -- The oldest start the throttle still counts, plus its period: null when not full.
+    SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
+                     AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                         + make_interval(secs => c.perform_throttle_seconds) > statement_timestamp()
+                THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                     + make_interval(secs => c.perform_throttle_seconds)
+           END AS reopens
+) AS t
+CROSS JOIN LATERAL (
+    SELECT j.queue_name, j.priority, j.scheduled_at
+    FROM goodjob_jobs j
+    WHERE j.concurrency_key = c.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+      AND j.scheduled_at <= now() {queue_filter}
+    ORDER BY j.priority, j.scheduled_at
+    LIMIT 1
+) AS d
+WHERE c.perform_limit IS NULL
+   OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
+                         WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
+                           AND r.locked_by_id IS NOT NULL)
+ORDER BY d.priority, d.scheduled_at
+LIMIT {limit}
+FOR NO KEY UPDATE OF c SKIP LOCKED;
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
@@ -560,9 +686,10 @@ WITH state AS (
 ),
 inserted AS (
     INSERT INTO goodjob_jobs
-        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, cron_key, cron_at)
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
+         cron_key, cron_at)
     SELECT %(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb,
-           %(cron_at)s, %(labels)s::text[], %(cron_key)s, %(cron_at)s
+           %(cron_at)s, %(labels)s::text[], %(concurrency_key)s, %(cron_key)s, %(cron_at)s
     FROM state
     ON CONFLICT (cron_key, cron_at) WHERE cron_key IS NOT NULL DO NOTHING
     RETURNING id, queue_name
@@ -574,9 +701,10 @@ FROM inserted;
 -- Enqueues a run of a cron entry by hand, now (cron_at stays NULL: not one of its scheduled runs).
 WITH inserted AS (
     INSERT INTO goodjob_jobs
-        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, cron_key)
+        (id, queue_name, priority, task_name, arguments, scheduled_at, labels, concurrency_key,
+         cron_key)
     VALUES (%(id)s, %(queue_name)s, %(priority)s, %(task_name)s, %(arguments)s::jsonb, now(),
-            %(labels)s::text[], %(cron_key)s)
+            %(labels)s::text[], %(concurrency_key)s, %(cron_key)s)
     RETURNING id, queue_name
 )
 SELECT id, pg_notify(%(channel)s, json_build_object('queue', queue_name)::text) AS notified
@@ -609,9 +737,13 @@ WITH removed AS (
 )
 SELECT key, pg_notify(%(channel)s, '{}') AS notified FROM removed;
 
--- name: pauses_any
--- Whether anything is paused.
-SELECT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%') AS paused;
+-- name: claims_special
+-- Which form a claim takes: whether anything is paused, whether a job with a concurrency key
+-- waits (records/claims.py; the same tests as the plain form's gates).
+SELECT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%%') AS paused,
+       EXISTS (SELECT 1 FROM goodjob_jobs
+               WHERE concurrency_key IS NOT NULL AND finished_at IS NULL
+                 AND locked_by_id IS NULL) AS gated;
 
 -- name: pauses_list
 -- Every pause, as (kind, name).

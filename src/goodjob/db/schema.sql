@@ -65,6 +65,7 @@ COMMENT ON COLUMN goodjob_jobs.error IS 'error of the last failed attempt';
 COMMENT ON COLUMN goodjob_jobs.error_event IS 'how the last error was handled (GoodJob''s error events): interrupted, unhandled, handled, retried, retry_stopped or discarded';
 COMMENT ON COLUMN goodjob_jobs.executions_count IS 'attempts claimed so far; fences completions';
 COMMENT ON COLUMN goodjob_jobs.locked_by_id IS 'the process that claimed it; the one claim signal';
+COMMENT ON COLUMN goodjob_jobs.concurrency_key IS 'the key whose limits and throttles it counts against';
 COMMENT ON COLUMN goodjob_jobs.cron_key IS 'cron entry that enqueued it; unique with cron_at';
 COMMENT ON COLUMN goodjob_jobs.result IS 'JSON return value of a succeeded job';
 
@@ -86,8 +87,12 @@ CREATE INDEX goodjob_jobs_finished ON goodjob_jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 CREATE INDEX goodjob_jobs_labels ON goodjob_jobs USING gin (labels)
     WHERE labels IS NOT NULL;
-CREATE INDEX goodjob_jobs_concurrency ON goodjob_jobs (concurrency_key)
-    WHERE concurrency_key IS NOT NULL AND finished_at IS NULL;
+-- Jobs with a concurrency key, waiting and running: the gated claim's per-key lookups and counts,
+-- the limited enqueue's counts, and the plain claim's one-probe gate (records/claims.py).
+CREATE INDEX goodjob_jobs_keyed_queued ON goodjob_jobs (concurrency_key, priority, scheduled_at)
+    WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NULL;
+CREATE INDEX goodjob_jobs_keyed_running ON goodjob_jobs (concurrency_key)
+    WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NOT NULL;
 CREATE INDEX goodjob_jobs_batch ON goodjob_jobs (batch_id) WHERE batch_id IS NOT NULL;
 -- Exactly-once cron enqueues across processes.
 CREATE UNIQUE INDEX goodjob_jobs_cron ON goodjob_jobs (cron_key, cron_at)
@@ -125,6 +130,24 @@ CREATE TABLE goodjob_settings (
 );
 COMMENT ON TABLE goodjob_settings IS 'Cluster-wide settings: pauses, disabled cron entries';
 
+CREATE TABLE goodjob_concurrency (
+    key text PRIMARY KEY,
+    perform_limit integer,
+    perform_throttle integer,
+    perform_throttle_seconds double precision,
+    starts timestamptz[] NOT NULL DEFAULT '{}',
+    enqueue_throttle integer,
+    enqueue_throttle_seconds double precision,
+    enqueues timestamptz[] NOT NULL DEFAULT '{}',
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE goodjob_concurrency IS 'One row per concurrency key: its limits, and its latest starts and enqueues; locked by every claim or limited enqueue of its jobs';
+COMMENT ON COLUMN goodjob_concurrency.perform_limit IS 'running jobs with this key at most (null: no limit)';
+COMMENT ON COLUMN goodjob_concurrency.perform_throttle IS 'starts per perform_throttle_seconds at most (null: no throttle)';
+COMMENT ON COLUMN goodjob_concurrency.starts IS 'the latest starts, newest last, as many as the throttle counts';
+COMMENT ON COLUMN goodjob_concurrency.enqueue_throttle IS 'enqueues per enqueue_throttle_seconds at most (null: no throttle)';
+COMMENT ON COLUMN goodjob_concurrency.enqueues IS 'the latest enqueues, newest last, as many as the throttle counts';
+
 -- The key of a process's session advisory lock: 64 bits of its id's md5, as GoodJob does.
 CREATE FUNCTION goodjob_lock_key(id uuid) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -136,4 +159,4 @@ CREATE TABLE goodjob_migrations (
     version text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003'), ('0004');
+INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005');

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +50,52 @@ _ONLY_IDS = "AND j.id = ANY(%(ids)s::uuid[])"
 # With something paused, a primary-key probe of goodjob_settings per candidate, as the dequeue
 # index yields it.
 _NOTHING_PAUSED = "AND NOT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%%')"
+# Concurrency keys (goodjob.Concurrency), in one of two forms too. With no queued job that has
+# a key, a gate as for pauses: one probe of the goodjob_jobs_keyed_queued index. With some, the
+# gated form: the keys' rows are locked first (concurrency_claim_keys, in the same transaction),
+# their free slots counted once the locks are held, and each key's jobs claimed within its
+# slots; jobs without a key are claimed as ever.
+_NO_KEYED = """AND NOT EXISTS (SELECT 1 FROM goodjob_jobs k
+                      WHERE k.concurrency_key IS NOT NULL AND k.finished_at IS NULL
+                        AND k.locked_by_id IS NULL)"""
+_SLOTS = """
+slots AS MATERIALIZED (
+    -- Free slots of each key whose row this transaction locked, counted now: this statement's
+    -- snapshot, taken after the locks were ours, sees every claim of those keys that committed.
+    SELECT c.key,
+           least(coalesce(c.perform_limit
+                          - (SELECT count(*) FROM goodjob_jobs r
+                             WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
+                               AND r.locked_by_id IS NOT NULL),
+                          2147483647),
+                 coalesce(c.perform_throttle
+                          - (SELECT count(*) FROM unnest(c.starts) AS s(at)
+                             WHERE s.at > statement_timestamp()
+                                          - make_interval(secs => c.perform_throttle_seconds)),
+                          2147483647)) AS free
+    FROM goodjob_concurrency c
+    WHERE c.key = ANY(%(keys)s::text[])
+),"""
+_KEYED = """AND (j.concurrency_key IS NULL
+           OR j.concurrency_key IN (SELECT key FROM slots WHERE free > 0))"""
+_ALL_CHOSEN = "SELECT id, tid FROM candidates"
+_WITHIN_SLOTS = """SELECT c.id, c.tid
+    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.key
+                                         ORDER BY c.priority, c.scheduled_at, c.id) AS n
+          FROM candidates c) AS c
+    LEFT JOIN slots s ON s.key = c.key
+    WHERE c.key IS NULL OR c.n <= s.free"""
+_NOTED = """
+noted AS (
+    -- The starts of each throttled key, newest last, as many as its throttle counts.
+    UPDATE goodjob_concurrency k
+    SET starts = (k.starts || array_fill(statement_timestamp(), ARRAY[x.n]))
+                     [greatest(1, cardinality(k.starts) + x.n - k.perform_throttle + 1):],
+        updated_at = now()
+    FROM (SELECT concurrency_key AS key, count(*)::int AS n FROM claimed
+          WHERE concurrency_key IS NOT NULL GROUP BY 1) AS x
+    WHERE k.key = x.key AND k.perform_throttle IS NOT NULL
+),"""
 _NOT_PAUSED = """AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
                       WHERE s.key = 'pause:queue:' || j.queue_name)
       AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
@@ -66,10 +112,15 @@ class ClaimSpec:
     advisory: bool = False  # the advisory and hybrid strategies: skip jobs whose lock is held
     only_ids: bool = False  # claim only the jobs whose ids are given (inline mode)
     paused: bool = False  # something is paused: pass over its jobs one by one
+    gated: bool = False  # jobs with concurrency keys are due: claim them within their limits
 
     def statement(self, db: Database, limit: int) -> str:
         """The text of this spec's claim of up to ``limit`` jobs."""
         return _render(self, db.sql("jobs_claim"), db.schema, int(limit))
+
+    def keys_statement(self, db: Database, limit: int) -> str:
+        """The text of the gated claim's first statement (which locks the keys' rows)."""
+        return _render(self, db.sql("concurrency_claim_keys"), db.schema, int(limit))
 
     def params(self, process_id: uuid.UUID, ids: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
         """The parameters of this spec's claim."""
@@ -88,6 +139,10 @@ def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
         "queue_order": _ORDERED if queues.mode == "ordered" and not one_queue else "",
         "filters": _ONLY_IDS if spec.only_ids else "",
         "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
+        "gate_ctes": qualify(_SLOTS, schema) if spec.gated else "",
+        "gate_filter": _KEYED if spec.gated else qualify(_NO_KEYED, schema),
+        "chosen": _WITHIN_SLOTS if spec.gated else _ALL_CHOSEN,
+        "gate_noted": qualify(_NOTED, schema) if spec.gated else "",
         "skip_advisory_locked": "true" if spec.advisory else "false",
         "limit": str(limit),
     }
@@ -111,6 +166,7 @@ class ClaimedJob:
     interrupted: bool
     claimed_at: float = 0.0  # time.monotonic() when the claim returned
     pool: int = 0  # the index of the pool that claimed it
+    concurrency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], claimed_at: float = 0.0, pool: int = 0) -> ClaimedJob:
@@ -126,6 +182,7 @@ class ClaimedJob:
             interrupted=row["interrupted"],
             claimed_at=claimed_at,
             pool=pool,
+            concurrency_key=row.get("concurrency_key"),
         )
 
 
@@ -159,9 +216,25 @@ def claim(
     claimed_at: float,
     pool: int = 0,
     ids: Sequence[uuid.UUID] = (),
+    throttled: Callable[[str, float], object] | None = None,
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` due jobs for ``process_id`` in one statement (see ``jobs_claim``)."""
-    rows = db.execute_text(spec.statement(db, limit), spec.params(process_id, ids))
+    """Claim up to ``limit`` due jobs for ``process_id`` in one statement (see ``jobs_claim``);
+    in the gated form, two. ``throttled(queue, db_epoch)`` hears when a key whose perform
+    throttle is full admits a start again, and where its next job waits."""
+    params = spec.params(process_id, ids)
+    if not spec.gated:
+        rows = db.execute_text(spec.statement(db, limit), params)
+    else:
+        # Two statements, one transaction: the keys' rows are locked by the first, so the
+        # second's snapshot (taken after) counts every claim of those keys that committed.
+        with db.transaction() as conn:
+            locked = db.execute_text(spec.keys_statement(db, limit), params, conn=conn)
+            params["keys"] = [row["key"] for row in locked]
+            rows = db.execute_text(spec.statement(db, limit), params, conn=conn)
+        if throttled is not None:
+            for row in locked:
+                if row["reopens_epoch"] is not None:
+                    throttled(row["queue_name"], row["reopens_epoch"])
     return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows]
 
 
@@ -193,6 +266,9 @@ def complete(
     for o in outcomes:
         if o.kind in ("retry", "release") and o.job.id in recorded:
             due[o.job.queue_name] = min(o.wait, due.get(o.job.queue_name, o.wait))
+        elif o.job.concurrency_key is not None and o.job.id in recorded:
+            # A slot of its key is free: wake the workers, not at their next poll.
+            due[o.job.queue_name] = 0.0
     for queue, wait in due.items():
         renotify(db, queue, wait)
     return recorded
@@ -209,9 +285,10 @@ def unclaim(db: Database, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> 
         db.execute("jobs_unclaim", params)
 
 
-def anything_paused(db: Database) -> bool:
-    """Whether any queue, task or label is paused (which claim form to use)."""
-    return bool(db.execute("pauses_any")[0]["paused"])
+def special(db: Database) -> tuple[bool, bool]:
+    """(anything paused, any due job with a concurrency key): which claim form to use."""
+    row = db.execute("claims_special")[0]
+    return bool(row["paused"]), bool(row["gated"])
 
 
 def held(db: Database, process_id: uuid.UUID, job: ClaimedJob) -> bool:

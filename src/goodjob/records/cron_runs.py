@@ -11,10 +11,12 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from goodjob.db import CHANNEL, Database
 from goodjob.ids import new_ids
 from goodjob.options import JobRequest
+from goodjob.records import concurrency
 from goodjob.serialization import encode_arguments
 
 
@@ -35,6 +37,7 @@ def _job_params(request: JobRequest, key: str) -> dict[str, object]:
         "task_name": request.task_name,
         "arguments": json.dumps(encode_arguments(request.args, request.kwargs)),
         "labels": list(options.labels) or None,
+        "concurrency_key": options.concurrency_key,
         "cron_key": key,
         "channel": CHANNEL,
     }
@@ -50,7 +53,7 @@ def enqueue_run(
         "cron_at": at,
         "enabled_by_default": enabled_by_default,
     }
-    rows = db.execute("cron_enqueue", params)
+    rows = _enqueue(db, "cron_enqueue", params, request)
     if not rows:
         return None
     job_id: uuid.UUID = rows[0]["id"]
@@ -59,8 +62,20 @@ def enqueue_run(
 
 def enqueue_now(db: Database, key: str, request: JobRequest) -> uuid.UUID:
     """Enqueue a run of entry ``key`` by hand, due now; its job's id."""
-    job_id: uuid.UUID = db.execute("cron_enqueue_now", _job_params(request, key))[0]["id"]
+    rows = _enqueue(db, "cron_enqueue_now", _job_params(request, key), request)
+    job_id: uuid.UUID = rows[0]["id"]
     return job_id
+
+
+def _enqueue(db: Database, statement: str, params: dict[str, Any], request: JobRequest) -> Any:
+    """Run a cron enqueue; for a task with a concurrency key, after writing the key's row (a
+    run counts against perform limits and throttles; enqueue limits do not refuse it: a
+    schedule's run is enqueued once, by design)."""
+    if request.options.concurrency_key is None:
+        return db.execute(statement, params)
+    with db.transaction() as tx:
+        db.run("concurrency_keys_prepare", concurrency.keys_params([request]), conn=tx)
+        return db.execute(statement, params, conn=tx)
 
 
 def states(db: Database) -> dict[str, CronState]:

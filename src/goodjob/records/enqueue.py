@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from goodjob.db import CHANNEL, Database
-from goodjob.db.database import translate_errors
+from goodjob.db.database import acaller_transaction, caller_transaction, translate_errors
 from goodjob.ids import new_ids
 from goodjob.options import JobRequest
 from goodjob.records.jobs import Job, JobReader
@@ -280,7 +280,7 @@ def _insert_pipelined(
 
 def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
     """Stream a batch too large for one statement's parameters (see ``COPY_THRESHOLD``)."""
-    with translate_errors(), db.transaction() if conn is None else _CallerTransaction(conn) as tx:
+    with translate_errors(), db.transaction() if conn is None else caller_transaction(conn) as tx:
         now = db.execute("jobs_now", conn=tx)[0]["now"]
         rows = copy_rows(jobs, now, db.settings.max_payload_bytes)
         with tx.cursor().copy(db.sql("jobs_copy")) as copy:
@@ -300,31 +300,14 @@ async def ainsert(
     elif len(jobs) < COPY_THRESHOLD:
         await db.aexecute("jobs_insert", insert_params(jobs, limit), conn)
     else:
-        with translate_errors():
-            async with conn.transaction():
-                now = (await db.aexecute("jobs_now", None, conn))[0]["now"]
-                rows = copy_rows(jobs, now, limit)
-                async with conn.cursor().copy(db.sql("jobs_copy")) as copy:
-                    for row in rows:
-                        await copy.write_row(row)
-                await db.aexecute("jobs_notify", notify_params(rows), conn)
+        async with acaller_transaction(conn):
+            now = (await db.aexecute("jobs_now", None, conn))[0]["now"]
+            rows = copy_rows(jobs, now, limit)
+            async with conn.cursor().copy(db.sql("jobs_copy")) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await db.aexecute("jobs_notify", notify_params(rows), conn)
     return EnqueuedJobs(reader, [jobs])
-
-
-class _CallerTransaction:
-    """The caller's connection inside a transaction (a savepoint when one is open)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.tx: Any = None
-
-    def __enter__(self) -> Any:
-        self.tx = self.conn.transaction()
-        self.tx.__enter__()
-        return self.conn
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self.tx.__exit__(*exc)
 
 
 def _handles(reader: JobReader, jobs: NewJobs) -> list[Job]:

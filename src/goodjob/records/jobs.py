@@ -73,6 +73,9 @@ class Job:
     raw_result: Any = None
     executions: tuple[Execution, ...] = field(default=(), compare=False)
     updated_at: dt.datetime | None = None
+    # Set on the handle an enqueue returns when a concurrency limit refused it: why. The handle
+    # is then the job in its way (the key's queued or running one), or none was inserted.
+    refused: str | None = None
     reader: JobReader | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -197,6 +197,7 @@ class Capsule:
                 shutdown=self.shutting_down,
                 middleware=self.middleware,
             )
+            performer.on_throttled = self._throttled
             scheduler = Scheduler(
                 spec,
                 performer,
@@ -360,6 +361,11 @@ class Capsule:
         if queue is not None and scheduled_at is not None and self.cache.add(queue, scheduled_at):
             return  # due later: a timer wakes the queue then
         self.wake(queue)
+
+    def _throttled(self, queue: str, db_epoch: float) -> None:
+        """A throttled key admits starts again at ``db_epoch``: wake its queue then."""
+        if not self.cache.add(queue, db_epoch):
+            self.wake(queue)
 
     def _poll(self) -> None:
         for scheduler in self.schedulers:

@@ -1,0 +1,151 @@
+"""Concurrency limits and throttles with real worker processes (issue 15).
+
+The tasks write down when they start and end (appends of one short line are atomic), and the
+database keeps when each attempt was claimed and recorded: both are checked against the limits.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from goodjob import Concurrency, GoodJob
+from tests.acceptance.conftest import Workers
+from tests.helpers import sql, wait_until
+
+LIMITS_TASKS = textwrap.dedent(
+    '''
+    """Limited tasks for the acceptance tests (written by tests/acceptance/test_concurrency.py)."""
+    import os
+    import pathlib
+    import time
+
+    from goodjob import Concurrency, GoodJob
+
+    gj = GoodJob()
+    OUT = pathlib.Path(os.environ["GJ_TEST_OUT"])
+
+
+    def _log(name: str, line: str) -> None:
+        with open(OUT / f"{name}.log", "a") as log:
+            log.write(line + "\\n")
+
+
+    @gj.task(name="limited", concurrency=Concurrency(key=lambda n, key: key, perform_limit=2))
+    def limited(n: int, key: str) -> None:
+        start = time.time()
+        time.sleep(0.002 * (1 + n % 4))
+        _log("limited", f"{key} {start} {time.time()} {os.getpid()}")
+
+
+    @gj.task(name="throttled", concurrency=Concurrency(key="t", perform_throttle=(5, 1)))
+    def throttled(n: int) -> None:
+        _log("throttled", f"{time.time()} {os.getpid()}")
+    '''
+)
+
+
+def limits_client(url: str) -> GoodJob:
+    """An app that enqueues the limited tasks with the workers' limits, without importing them."""
+    gj = GoodJob(url)
+
+    @gj.task(name="limited", concurrency=Concurrency(key=lambda n, key: key, perform_limit=2))
+    def limited(n: int, key: str) -> None: ...
+
+    @gj.task(name="throttled", concurrency=Concurrency(key="t", perform_throttle=(5, 1)))
+    def throttled(n: int) -> None: ...
+
+    return gj
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most spans open at one moment (an end at the very instant of a start closes first)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def log_lines(out: Path, name: str) -> list[list[str]]:
+    log = out / f"{name}.log"
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def start_workers(workers: Workers, count: int, *flags: str) -> None:
+    (workers.root / "gjlimits.py").write_text(LIMITS_TASKS)
+    for _ in range(count):
+        workers.start("--max-threads", "10", *flags, app="gjlimits:gj")
+
+
+def test_perform_limit_2_holds_across_3_processes_of_10_threads(
+    workers: Workers, database_url: str
+) -> None:
+    """2,000 jobs over 20 keys, enqueued key after key so that the head of the queue is always
+    one or two keys at their limit: 30 threads want to run them, 2 of a key may."""
+    client = limits_client(database_url)
+    try:
+        keys = [f"k{n:02}" for n in range(20)]
+        limited = client.tasks["limited"]
+        client.enqueue_all([limited.prepare(n, key) for key in keys for n in range(100)])
+        start_workers(workers, 3)
+        wait_until(
+            lambda: len(log_lines(workers.out, "limited")) == 2_000,
+            timeout=120,
+            interval=0.2,
+            message="2,000 limited jobs",
+        )
+        wait_until(lambda: not client.jobs(status="running"), message="the last records")
+    finally:
+        client.close()
+    lines = log_lines(workers.out, "limited")
+    by_key: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    for key, start, end, _pid in lines:
+        by_key[key].append((float(start), float(end)))
+    assert {key: len(spans) for key, spans in by_key.items()} == dict.fromkeys(keys, 100)
+    # As the tasks saw it: never 3 of a key at once; and 2 did run together (the test bites).
+    peaks = {key: max_overlap(spans) for key, spans in by_key.items()}
+    assert max(peaks.values()) == 2, peaks
+    # As the database saw it: each attempt from its claim to its record.
+    rows = sql(
+        database_url,
+        "SELECT j.concurrency_key, e.performed_at, e.finished_at FROM goodjob_executions e"
+        " JOIN goodjob_jobs j ON j.id = e.job_id",
+    )
+    assert len(rows) == 2_000  # exactly once each
+    recorded: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    for key, performed_at, finished_at in rows:
+        recorded[key].append((performed_at.timestamp(), finished_at.timestamp()))
+    assert max(max_overlap(spans) for spans in recorded.values()) == 2
+    assert len({pid for *_, pid in lines}) == 3  # every process ran some
+
+
+def test_perform_throttle_5_per_second_across_processes(
+    workers: Workers, database_url: str
+) -> None:
+    client = limits_client(database_url)
+    try:
+        throttled = client.tasks["throttled"]
+        client.enqueue_all([throttled.prepare(n) for n in range(20)])
+        start_workers(workers, 3, "--poll-interval", "30")
+        wait_until(
+            lambda: len(log_lines(workers.out, "throttled")) == 20,
+            timeout=30,
+            interval=0.1,
+            message="20 throttled jobs",
+        )
+    finally:
+        client.close()
+    performed = sorted(
+        row[0].timestamp()
+        for row in sql(database_url, "SELECT performed_at FROM goodjob_executions")
+    )
+    started = sorted(float(start) for start, _pid in log_lines(workers.out, "throttled"))
+    # Never 6 starts within a second: the 1st and the 6th of any six are a second apart. The
+    # database's starts are the claims', exact; the tasks' own clocks start a moment after
+    # their claim (a few milliseconds), which the tolerance allows.
+    assert min(b - a for a, b in zip(performed, performed[5:], strict=False)) >= 1.0
+    assert min(b - a for a, b in zip(started, started[5:], strict=False)) >= 1.0 - 0.05
+    # Four full periods, each started by a timer, not by the 30 s poll.
+    assert 3.0 <= started[-1] - started[0] < 6.0

@@ -1,0 +1,257 @@
+"""Concurrency controls (issue 15): limits and throttles by key, exact in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from goodjob import Concurrency, ConfigurationError, GoodJob
+from tests.helpers import sql, wait_until
+
+
+def test_enqueue_limit_one_deduplicates_and_hands_back_the_queued_job(gj: GoodJob) -> None:
+    @gj.task(
+        name="sync",
+        concurrency=Concurrency(key=lambda account, **_: f"a{account}", enqueue_limit=1),
+    )
+    def sync(account: int) -> None: ...
+
+    first = sync.enqueue(1)
+    second = sync.enqueue(1)
+    other = sync.enqueue(2)
+    assert first.refused is None
+    assert other.refused is None
+    assert second.id == first.id
+    assert second.refused
+    assert "enqueue_limit" in second.refused
+    assert first.concurrency_key == "a1"
+    assert other.concurrency_key == "a2"
+    assert gj.job(first.id).concurrency_key == "a1"
+    assert len(gj.jobs(status="queued")) == 2
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment (an end at the same instant as a start closes
+    first)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_perform_limit_holds_and_a_freed_slot_starts_the_next_job_without_a_poll(
+    make_app: Any,
+) -> None:
+    gj: GoodJob = make_app(poll_interval=30, max_threads=6)
+    spans: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+    lock = threading.Lock()
+
+    @gj.task(name="slow", concurrency=Concurrency(key=lambda key, n: key, perform_limit=2))
+    def slow(key: str, n: int) -> None:
+        start = time.monotonic()
+        time.sleep(0.05)
+        with lock:
+            spans[key].append((start, time.monotonic()))
+
+    @gj.task(name="free")
+    def free(n: int) -> None: ...
+
+    gj.enqueue_all([slow.prepare(key, n) for n in range(12) for key in ("a", "b")])
+    unlimited = gj.enqueue_all([free.prepare(n) for n in range(10)])
+    started = time.monotonic()
+    gj.start()
+    try:
+        wait_until(lambda: len(spans["a"]) + len(spans["b"]) == 24, timeout=20)
+        wait_until(lambda: all(gj.job(j.id).status == "succeeded" for j in unlimited))
+    finally:
+        gj.shutdown()
+    assert _max_overlap(spans["a"]) == 2
+    assert _max_overlap(spans["b"]) == 2
+    # 12 jobs of 50 ms, two at a time: about 0.3 s per key. Polls are 30 s apart, so each next
+    # job was started by the completion that freed its slot.
+    assert time.monotonic() - started < 10
+
+
+def test_perform_throttle_starts_at_most_count_per_period(make_app: Any, database_url: str) -> None:
+    gj: GoodJob = make_app(poll_interval=30, max_threads=4)
+    starts: list[float] = []
+
+    @gj.task(name="tick", concurrency=Concurrency(perform_throttle=(3, 0.5)))
+    def tick(n: int) -> None:
+        starts.append(time.time())
+
+    gj.enqueue_all([tick.prepare(n) for n in range(9)])
+    gj.start()
+    try:
+        wait_until(lambda: len(starts) == 9, timeout=10)
+    finally:
+        gj.shutdown()
+    performed = [
+        row[0].timestamp()
+        for row in sql(database_url, "SELECT performed_at FROM goodjob_executions ORDER BY 1")
+    ]
+    for times in (performed, sorted(starts)):
+        # Any 4 consecutive starts span at least the period (3 per 0.5 s at most).
+        assert min(b - a for a, b in zip(times, times[3:], strict=False)) >= 0.5 - 1e-3, times
+    # Woken by a timer when the period let more start, not by the 30 s poll.
+    assert sorted(starts)[-1] - sorted(starts)[0] < 5
+
+
+def test_total_limit_counts_running_and_queued(make_app: Any) -> None:
+    gj: GoodJob = make_app()
+    release = threading.Event()
+
+    @gj.task(name="held", concurrency=Concurrency(key="k", total_limit=2))
+    def held(n: int) -> None:
+        release.wait(10)
+
+    first = held.enqueue(1)
+    gj.start()
+    try:
+        wait_until(lambda: gj.job(first.id).status == "running")
+        second = held.enqueue(2)
+        third = held.enqueue(3)
+        assert second.refused is None
+        assert third.refused is not None
+        assert "total_limit" in third.refused
+        assert third.id == second.id  # the key's queued job comes first
+        release.set()
+        wait_until(lambda: gj.job(second.id).status == "succeeded")
+        assert held.enqueue(4).refused is None
+    finally:
+        release.set()
+        gj.shutdown()
+
+
+def test_enqueue_throttle_refuses_within_the_period(gj: GoodJob) -> None:
+    @gj.task(name="mail", concurrency=Concurrency(key="m", enqueue_throttle=(2, 60)))
+    def mail(n: int) -> None: ...
+
+    handles = gj.enqueue_all([mail.prepare(n) for n in range(4)])
+    assert [h.refused is None for h in handles] == [True, True, False, False]
+    assert "enqueue_throttle" in (handles[2].refused or "")
+    assert handles[2].id == handles[0].id
+    assert len(gj.jobs(status="queued")) == 2
+
+
+def test_concurrent_enqueues_of_one_key_leave_one_job_and_each_caller_its_handle(
+    gj: GoodJob, database_url: str
+) -> None:
+    @gj.task(name="dedup", concurrency=Concurrency(key="same", enqueue_limit=1))
+    def dedup(n: int) -> None: ...
+
+    barrier = threading.Barrier(8)
+    handles: list[Any] = []
+
+    def enqueue(n: int) -> None:
+        barrier.wait(10)
+        handles.append(dedup.enqueue(n))
+
+    threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    rows = sql(database_url, "SELECT id FROM goodjob_jobs WHERE concurrency_key = 'same'")
+    assert len(rows) == 1
+    assert len(handles) == 8
+    assert {h.id for h in handles} == {rows[0][0]}
+    assert sum(h.refused is None for h in handles) == 1
+
+
+def test_using_overrides_the_key_and_a_key_without_limits_is_refused(gj: GoodJob) -> None:
+    @gj.task(name="keyed", concurrency=Concurrency(key="default-key", enqueue_limit=1))
+    def keyed() -> None: ...
+
+    @gj.task(name="plain")
+    def plain() -> None: ...
+
+    assert keyed.enqueue().concurrency_key == "default-key"
+    assert keyed.using(concurrency_key="other").enqueue().refused is None
+    assert keyed.using(concurrency_key="other").enqueue().refused is not None
+    with pytest.raises(ConfigurationError, match="task plain: concurrency_key needs limits"):
+        plain.using(concurrency_key="x")
+
+
+def test_the_default_key_is_the_task_name(gj: GoodJob) -> None:
+    @gj.task(name="whole", concurrency=Concurrency(perform_limit=1))
+    def whole(n: int) -> None: ...
+
+    assert whole.enqueue(1).concurrency_key == "whole"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"perform_limit": 0}, "perform_limit=0 is not valid"),
+        ({"total_limit": 1.5}, "total_limit=1.5 is not valid"),
+        ({"enqueue_limit": True}, "enqueue_limit=True is not valid"),
+        ({"perform_throttle": (5,)}, r"perform_throttle=\(5,\) is not valid"),
+        ({"perform_throttle": (5, 0)}, r"perform_throttle=\(5, 0\) is not valid"),
+        ({"enqueue_throttle": (0, 1)}, r"enqueue_throttle=\(0, 1\) is not valid"),
+        ({"perform_throttle": (1, float("nan"))}, "perform_throttle=.* is not valid"),
+        ({"key": ""}, "concurrency key '' is not valid"),
+        ({"key": "a\x00b"}, "concurrency key .* is not valid"),
+    ],
+)
+def test_bad_limits_are_refused_with_the_option_named(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Concurrency(**options)
+
+
+def test_a_key_function_that_fails_or_returns_no_text_names_the_task(gj: GoodJob) -> None:
+    @gj.task(name="broken", concurrency=Concurrency(key=lambda n: {"n": n}, perform_limit=1))
+    def broken(n: int) -> None: ...
+
+    @gj.task(name="raising", concurrency=Concurrency(key=lambda n: 1 / n, perform_limit=1))
+    def raising(n: int) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="task broken: concurrency key"):
+        broken.enqueue(1)
+    with pytest.raises(ConfigurationError, match="task raising: its concurrency key function"):
+        raising.enqueue(0)
+    assert gj.jobs() == []
+
+
+def test_a_limited_enqueue_joins_the_callers_transaction(gj: GoodJob, database_url: str) -> None:
+    import psycopg
+
+    @gj.task(name="tx", concurrency=Concurrency(key="t", enqueue_limit=1))
+    def tx() -> None: ...
+
+    with psycopg.connect(database_url) as conn:
+        job = tx.using(connection=conn).enqueue()
+        again = tx.using(connection=conn).enqueue()  # sees the first, uncommitted, in its way
+        assert again.refused is not None
+        assert again.id == job.id
+        conn.rollback()
+    assert gj.jobs() == []
+    assert tx.enqueue().refused is None
+
+
+def test_a_limited_enqueue_on_an_async_connection(gj: GoodJob, database_url: str) -> None:
+    import psycopg
+
+    @gj.task(name="atx", concurrency=Concurrency(key="t", enqueue_limit=1))
+    def atx() -> None: ...
+
+    async def scenario() -> tuple[Any, Any]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            first = await atx.using(connection=conn).aenqueue()
+            second = await atx.using(connection=conn).aenqueue()
+            await conn.commit()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.refused is None
+    assert second.refused is not None
+    assert second.id == first.id
+    assert [j.id for j in gj.jobs()] == [first.id]
