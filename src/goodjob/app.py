@@ -270,6 +270,10 @@ class GoodJob:
         job_records.discard(self.database, uuid.UUID(str(job_id)), force=force)
         return self.job(job_id)
 
+    def cancel_job(self, job_id: uuid.UUID | str) -> Job:
+        """Cancel an unfinished job (see :meth:`Job.cancel`)."""
+        return self.reader.cancel(uuid.UUID(str(job_id)))
+
     def reschedule_job(self, job_id: uuid.UUID | str) -> Job:
         """Make a job that waits to run (scheduled, queued, retried) due now."""
         job_records.reschedule(self.database, uuid.UUID(str(job_id)))

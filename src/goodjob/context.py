@@ -7,6 +7,8 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
+from goodjob.errors import JobCancelled
+
 
 @dataclass(frozen=True)
 class JobContext:
@@ -19,11 +21,23 @@ class JobContext:
     interrupted: bool  # the previous attempt's process stopped before it finished
     labels: tuple[str, ...] = ()
     _shutdown: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def shutting_down(self) -> bool:
         """Whether the worker is shutting down: a long task may stop early and be re-run."""
         return self._shutdown.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (``job.cancel()``): it is recorded discarded already,
+        and whatever the task does from now on is not recorded. Stop early."""
+        return self._cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`goodjob.JobCancelled` if the job was cancelled."""
+        if self._cancelled.is_set():
+            raise JobCancelled(f"job {self.id} was cancelled")
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(

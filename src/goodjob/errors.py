@@ -15,6 +15,7 @@
     ├── JobNotFound                 no job has that id
     ├── JobStateError               the operation does not fit the job's state
     ├── JobFailed                   ``job.wait()`` saw the job end discarded
+    ├── JobCancelled                the running job was cancelled (``check_cancelled()``)
     ├── JobTimeout                  a job ran longer than its task's timeout (a TimeoutError)
     └── WaitTimeout                 ``job.wait()`` ran out of time
 
@@ -90,6 +91,11 @@ class JobFailed(Error):
 
 class JobTimeout(Error, TimeoutError):
     """A job ran longer than its task's ``timeout``; recorded as the attempt's error."""
+
+
+class JobCancelled(Error):
+    """Raised by ``current_job().check_cancelled()`` once the job was cancelled
+    (``job.cancel()``); the job is already recorded discarded as cancelled."""
 
 
 class WaitTimeout(Error, TimeoutError):

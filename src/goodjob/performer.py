@@ -12,6 +12,8 @@ resolver, the outcome policy, the middleware, the job locks) and reaches for not
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import contextvars
 import ctypes
@@ -30,6 +32,7 @@ from goodjob.context import JobContext, reset_current, set_current
 from goodjob.db import Database
 from goodjob.errors import (
     Error,
+    JobCancelled,
     JobInterrupted,
     JobTimeout,
     SerializationError,
@@ -99,6 +102,9 @@ def failed(
     )
 
 
+CANCELLED_REMEMBERED = 1_000  # cancelled job ids a performer remembers (claimed ahead, not started)
+
+
 class Performer:
     """Claims and runs jobs of one pool (its :class:`ClaimSpec`) for one process."""
 
@@ -133,6 +139,11 @@ class Performer:
         # Told (queue, database epoch) when a throttled key admits starts again: the capsule
         # sets a timer (its future-job cache), so the next start waits for no poll.
         self.on_throttled: Callable[[str, float], object] | None = None
+        # Jobs running now, to tell of a cancellation; and the latest cancelled ids, so a job
+        # claimed ahead and cancelled before it started never starts.
+        self._running: dict[uuid.UUID, tuple[JobContext, Future[Any] | None]] = {}
+        self._cancelled: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._running_lock = threading.Lock()
         self.pool = pool
         self.raise_errors = raise_errors
         self.loop = loop
@@ -221,6 +232,23 @@ class Performer:
 
     # -- running ------------------------------------------------------------------------------
 
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Tell job ``job_id`` that it was cancelled, if this performer runs it (a sync task's
+        ``current_job().cancelled`` becomes true; an async task is cancelled); a job of this
+        performer's that has not started yet never will. Whether it was running here."""
+        with self._running_lock:
+            self._cancelled[job_id] = None
+            while len(self._cancelled) > CANCELLED_REMEMBERED:
+                self._cancelled.popitem(last=False)
+            running = self._running.get(job_id)
+        if running is None:
+            return False
+        ctx, future = running
+        ctx._cancelled.set()
+        if future is not None:
+            future.cancel()  # cancels the coroutine's task on the event loop
+        return True
+
     def perform(self, job: ClaimedJob) -> Outcome:
         """Run one claimed job inside the middleware and classify how it ended. Holds no
         database connection.
@@ -304,16 +332,24 @@ class Performer:
             job.labels,
             self.shutdown,
         )
-        if task.is_async:
-            return self._run_async(task, ctx, args, kwargs)
-        token = set_current(ctx)
+        with self._running_lock:
+            if job.id in self._cancelled:
+                raise JobCancelled(f"job {job.id} was cancelled before it started")
+            self._running[job.id] = (ctx, None)
         try:
-            if task.timeout is None:
-                return task.fn(*args, **kwargs)
-            with _Deadline(task.timeout):
-                return task.fn(*args, **kwargs)
+            if task.is_async:
+                return self._run_async(task, ctx, args, kwargs)
+            token = set_current(ctx)
+            try:
+                if task.timeout is None:
+                    return task.fn(*args, **kwargs)
+                with _Deadline(task.timeout):
+                    return task.fn(*args, **kwargs)
+            finally:
+                reset_current(token)
         finally:
-            reset_current(token)
+            with self._running_lock:
+                self._running.pop(job.id, None)
 
     def _run_async(
         self, task: Task[Any, Any], ctx: JobContext, args: list[Any], kwargs: dict[str, Any]
@@ -344,7 +380,14 @@ class Performer:
         # The coroutine runs in a copy of this thread's context (call_soon_threadsafe copies
         # it), so what the middleware set around the attempt (a tracing span) reaches the task.
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        return future.result()
+        with self._running_lock:
+            self._running[ctx.id] = (ctx, future)
+            if ctx.id in self._cancelled:  # cancelled while the coroutine was being scheduled
+                future.cancel()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise JobCancelled(f"job {ctx.id} was cancelled") from None
 
     # -- recording ----------------------------------------------------------------------------
 

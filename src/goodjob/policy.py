@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from goodjob.config import PreserveJobRecords
-from goodjob.errors import JobInterrupted
+from goodjob.errors import JobCancelled, JobInterrupted
 from goodjob.records.claims import Kind
 from goodjob.retry import Retry
 
@@ -45,6 +45,9 @@ class OutcomePolicy:
         ``task`` is None when the worker does not know the job's task."""
         if isinstance(error, JobInterrupted):
             return "release", "interrupted", 0.0
+        if isinstance(error, JobCancelled):
+            # Cancelled (job.cancel()): recorded discarded already; this outcome is fenced out.
+            return "discarded", "discarded", 0.0
         if task is not None and task.discard_on and isinstance(error, task.discard_on):
             return "discarded", "discarded", 0.0
         policy = (task.retry if task is not None else None) or self.default_retry

@@ -1,4 +1,5 @@
-"""Concurrency limits and throttles with real worker processes (issue 15).
+"""Concurrency limits and throttles, and cancelling running jobs, with real worker processes
+(issue 15).
 
 The tasks write down when they start and end (appends of one short line are atomic), and the
 database keeps when each attempt was claimed and recorded: both are checked against the limits.
@@ -7,7 +8,10 @@ database keeps when each attempt was claimed and recorded: both are checked agai
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 from goodjob import Concurrency, GoodJob
 from tests.acceptance.conftest import Workers
@@ -16,11 +20,12 @@ from tests.helpers import sql, wait_until
 LIMITS_TASKS = textwrap.dedent(
     '''
     """Limited tasks for the acceptance tests (written by tests/acceptance/test_concurrency.py)."""
+    import asyncio
     import os
     import pathlib
     import time
 
-    from goodjob import Concurrency, GoodJob
+    from goodjob import Concurrency, GoodJob, current_job
 
     gj = GoodJob()
     OUT = pathlib.Path(os.environ["GJ_TEST_OUT"])
@@ -41,6 +46,29 @@ LIMITS_TASKS = textwrap.dedent(
     @gj.task(name="throttled", concurrency=Concurrency(key="t", perform_throttle=(5, 1)))
     def throttled(n: int) -> None:
         _log("throttled", f"{time.time()} {os.getpid()}")
+
+
+    @gj.task(name="patient")
+    def patient(name: str) -> None:
+        """Runs until cancelled (or 60 s), looking at its cancellation as a long task would."""
+        _log(name, f"started {time.time()}")
+        job = current_job()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if job.cancelled:
+                _log(name, f"cancelled {time.time()}")
+                job.check_cancelled()
+            time.sleep(0.01)
+
+
+    @gj.task(name="apatient")
+    async def apatient(name: str) -> None:
+        _log(name, f"started {time.time()}")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            _log(name, f"cancelled {time.time()}")
+            raise
     '''
 )
 
@@ -54,6 +82,12 @@ def limits_client(url: str) -> GoodJob:
 
     @gj.task(name="throttled", concurrency=Concurrency(key="t", perform_throttle=(5, 1)))
     def throttled(n: int) -> None: ...
+
+    @gj.task(name="patient")
+    def patient(name: str) -> None: ...
+
+    @gj.task(name="apatient")
+    def apatient(name: str) -> None: ...
 
     return gj
 
@@ -149,3 +183,31 @@ def test_perform_throttle_5_per_second_across_processes(
     assert min(b - a for a, b in zip(started, started[5:], strict=False)) >= 1.0 - 0.05
     # Four full periods, each started by a timer, not by the 30 s poll.
     assert 3.0 <= started[-1] - started[0] < 6.0
+
+
+@pytest.mark.parametrize("task", ["patient", "apatient"], ids=["sync", "async"])
+def test_a_running_job_cancelled_from_the_cli_stops_within_a_second(
+    workers: Workers, database_url: str, task: str
+) -> None:
+    client = limits_client(database_url)
+    try:
+        start_workers(workers, 1, "--max-threads", "1")
+        job = client.tasks[task].enqueue("victim")
+        wait_until(lambda: log_lines(workers.out, "victim"), timeout=20, message="the job")
+        asked = time.time()
+        done = workers.run("jobs", "cancel", str(job.id), "--app", "gjlimits:gj")
+        assert done.returncode == 0, done.stderr
+        assert "discarded" in done.stdout
+        wait_until(lambda: len(log_lines(workers.out, "victim")) == 2, timeout=5)
+        (what, at), *_ = log_lines(workers.out, "victim")[1:]
+        assert what == "cancelled"
+        assert float(at) - asked < 1.0
+        final = client.job(job.id)
+        assert final.status == "discarded"
+        assert "JobCancelled" in (final.error or "")
+        # The worker's one thread is free again, and the job is not run again.
+        after = client.tasks["throttled"].enqueue(1)
+        wait_until(lambda: client.job(after.id).status == "succeeded", timeout=10)
+        assert len(log_lines(workers.out, "victim")) == 2
+    finally:
+        client.close()

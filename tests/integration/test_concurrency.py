@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from goodjob import Concurrency, ConfigurationError, GoodJob
+from goodjob import Concurrency, ConfigurationError, GoodJob, JobStateError, current_job
 from tests.helpers import sql, wait_until
 
 
@@ -255,3 +255,141 @@ def test_a_limited_enqueue_on_an_async_connection(gj: GoodJob, database_url: str
     assert second.refused is not None
     assert second.id == first.id
     assert [j.id for j in gj.jobs()] == [first.id]
+
+
+# -- cancelling --------------------------------------------------------------------------------
+
+
+def test_cancelling_a_queued_job_discards_it_before_it_runs(gj: GoodJob) -> None:
+    ran: list[int] = []
+
+    @gj.task(name="later")
+    def later(n: int) -> None:
+        ran.append(n)
+
+    job = later.using(wait=60).enqueue(1)
+    cancelled = job.cancel()
+    assert cancelled.status == "discarded"
+    assert cancelled.error is not None
+    assert "JobCancelled" in cancelled.error
+    with pytest.raises(JobStateError, match="only unfinished jobs can be cancelled"):
+        gj.cancel_job(job.id)
+    assert gj.perform_inline() == 0
+    assert ran == []
+
+
+def test_a_running_sync_task_sees_its_cancellation_and_the_thread_goes_on(
+    make_app: Any,
+) -> None:
+    gj: GoodJob = make_app(max_threads=1)
+    seen: dict[str, float] = {}
+
+    @gj.task(name="patient")
+    def patient() -> None:
+        job = current_job()
+        assert job is not None
+        seen["started"] = time.monotonic()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if job.cancelled:
+                seen["cancelled"] = time.monotonic()
+                job.check_cancelled()
+            time.sleep(0.005)
+
+    @gj.task(name="after")
+    def after() -> None:
+        seen["after"] = time.monotonic()
+
+    gj.start()
+    try:
+        job = patient.enqueue()
+        wait_until(lambda: "started" in seen)
+        asked = time.monotonic()
+        assert job.cancel().status == "discarded"
+        wait_until(lambda: "cancelled" in seen, timeout=5)
+        assert seen["cancelled"] - asked < 1.0
+        after.enqueue()  # the one thread is free again
+        wait_until(lambda: "after" in seen, timeout=5)
+    finally:
+        gj.shutdown()
+    final = gj.job(job.id)
+    assert final.status == "discarded"
+    assert final.error is not None
+    assert "JobCancelled" in final.error
+    assert [e.error_event for e in final.executions] == ["discarded"]
+
+
+def test_a_running_async_task_is_cancelled(make_app: Any) -> None:
+    gj: GoodJob = make_app(max_threads=1)
+    seen: dict[str, float] = {}
+
+    @gj.task(name="asleep")
+    async def asleep() -> None:
+        seen["started"] = time.monotonic()
+        try:
+            await asyncio.sleep(20)
+        except asyncio.CancelledError:
+            seen["cancelled"] = time.monotonic()
+            raise
+
+    gj.start()
+    try:
+        job = asleep.enqueue()
+        wait_until(lambda: "started" in seen)
+        asked = time.monotonic()
+        gj.cancel_job(job.id)
+        wait_until(lambda: "cancelled" in seen, timeout=5)
+        assert seen["cancelled"] - asked < 1.0
+    finally:
+        gj.shutdown()
+    assert gj.job(job.id).status == "discarded"
+
+
+def test_a_finished_job_cannot_be_cancelled(gj: GoodJob) -> None:
+    @gj.task(name="quick")
+    def quick() -> int:
+        return 7
+
+    job = quick.enqueue()
+    gj.perform_inline()
+    with pytest.raises(JobStateError, match=r"cannot cancel job .*: it is succeeded"):
+        job.cancel()
+    assert gj.job(job.id).result == 7
+
+
+def test_cancelling_a_running_limited_job_frees_its_slot(make_app: Any) -> None:
+    gj: GoodJob = make_app(max_threads=3, poll_interval=30)
+    started: list[int] = []
+
+    @gj.task(name="one", concurrency=Concurrency(key="only", perform_limit=1))
+    def one(n: int) -> None:
+        started.append(n)
+        job = current_job()
+        assert job is not None
+        while not job.cancelled:
+            time.sleep(0.005)
+
+    jobs = gj.enqueue_all([one.prepare(n) for n in range(2)])
+    gj.start()
+    try:
+        wait_until(lambda: started == [0])
+        jobs[0].cancel()
+        wait_until(lambda: started == [0, 1], timeout=5)
+        jobs[1].cancel()
+    finally:
+        gj.shutdown()
+
+
+def test_cleanup_deletes_the_rows_of_keys_no_longer_in_use(gj: GoodJob, database_url: str) -> None:
+    @gj.task(name="keyed", concurrency=Concurrency(key=lambda n: f"k{n}", perform_limit=1))
+    def keyed(n: int) -> None: ...
+
+    keyed.enqueue(1)
+    keyed.enqueue(2)
+    gj.perform_inline()
+    keyed.enqueue(3)  # still queued: its key stays
+    sql(database_url, "UPDATE goodjob_concurrency SET updated_at = now() - interval '2 hours'")
+    sql(database_url, "UPDATE goodjob_concurrency SET updated_at = now() WHERE key = 'k2'")
+    gj.cleanup_preserved_jobs()
+    keys = sql(database_url, "SELECT key FROM goodjob_concurrency ORDER BY key")
+    assert keys == [("k2",), ("k3",)]  # k1: idle for two hours, nothing unfinished

@@ -19,6 +19,7 @@ PUBLIC_API = {
     "GoodJob",
     "Job",
     "JobContext",
+    "JobCancelled",
     "JobFailed",
     "JobInterrupted",
     "JobNotFound",

@@ -40,7 +40,7 @@ def cleanup_preserved_jobs(
     console.print(f"deleted {deleted} job{'s' if deleted != 1 else ''}")
 
 
-@click.command("jobs")
+@click.group("jobs", invoke_without_command=True)
 @app_option
 @click.option("--status", type=click.Choice(STATUSES), help="only jobs in this state")
 @click.option("--queue", help="only jobs on this queue")
@@ -48,7 +48,10 @@ def cleanup_preserved_jobs(
 @click.option("--label", help="only jobs with this label")
 @click.option("--limit", type=int, default=LIST_LIMIT, show_default=True, help="at most this many")
 @settings_options(*DATABASE_SETTINGS)
+@click.pass_context
 def list_jobs(
+    context: click.Context,
+    /,
     app_spec: str | None,
     status: str | None,
     queue: str | None,
@@ -57,7 +60,9 @@ def list_jobs(
     limit: int,
     **settings: Any,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (or, with a command, act on one)."""
+    if context.invoked_subcommand is not None:
+        return
     gj = load_app(app_spec, settings)
     gj.check_schema()
     table = Table("id", "task", "queue", "status", "attempts", "scheduled", "error")
@@ -84,6 +89,19 @@ def retry_job(app_spec: str | None, job_id: str, **settings: Any) -> None:
     gj.check_schema()
     job = gj.retry_job(job_id)
     console.print(f"job {job.id} is {job.status}")
+
+
+@list_jobs.command("cancel")
+@app_option
+@click.argument("job_id")
+@settings_options(*DATABASE_SETTINGS)
+def cancel_job(app_spec: str | None, job_id: str, **settings: Any) -> None:
+    """Cancel a job: queued or scheduled, it ends discarded; running, it ends discarded too and
+    its task is told to stop."""
+    gj = load_app(app_spec, settings)
+    gj.check_schema()
+    job = gj.cancel_job(job_id)
+    console.print(f"job {job.id} is {job.status} (cancelled)")
 
 
 COMMANDS: list[click.Command] = [cleanup_preserved_jobs, list_jobs, retry_job]

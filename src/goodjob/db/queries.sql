@@ -551,6 +551,50 @@ closed AS (
 )
 SELECT id FROM discarded;
 
+-- name: concurrency_cleanup
+-- Deletes the rows of concurrency keys that no unfinished job uses and that nothing touched for
+-- an hour, or for longer than their throttles' periods (every enqueue and throttled start
+-- touches its key's row, so its remembered times are older than that and count no more). A row
+-- an enqueue or a claim holds is passed over (SKIP LOCKED); one touched since this statement
+-- began fails the recheck of updated_at; an enqueue after it creates the row again.
+DELETE FROM goodjob_concurrency c
+WHERE c.key IN (
+    SELECT i.key FROM goodjob_concurrency i
+    WHERE i.updated_at < now() - make_interval(secs => greatest(
+              3600, coalesce(i.perform_throttle_seconds, 0), coalesce(i.enqueue_throttle_seconds, 0)))
+    FOR UPDATE SKIP LOCKED
+)
+AND NOT EXISTS (SELECT 1 FROM goodjob_jobs j
+                WHERE j.concurrency_key = c.key AND j.finished_at IS NULL)
+RETURNING c.key;
+
+-- name: job_cancel
+-- Cancels an unfinished job: it ends discarded with %(error)s, its claim (if running) taken
+-- away so the worker's late completion is fenced out, its open execution closed. A running
+-- job's process is told on the channel ({"cancel": id}) and tells the task. The fence decides
+-- a race with the completion: whichever commits first wins (no row: it had finished).
+WITH cancelled AS (
+    UPDATE goodjob_jobs j
+    SET finished_at = now(), locked_by_id = NULL, locked_at = NULL, error = %(error)s,
+        error_event = 'discarded', updated_at = now()
+    FROM (SELECT id, locked_by_id FROM goodjob_jobs
+          WHERE id = %(id)s AND finished_at IS NULL
+          FOR NO KEY UPDATE) AS before
+    WHERE j.id = before.id
+    RETURNING j.id, j.queue_name, j.concurrency_key, before.locked_by_id AS running_on
+),
+closed AS (
+    UPDATE goodjob_executions e
+    SET finished_at = now(), duration = now() - e.performed_at, error = %(error)s,
+        error_event = 'discarded', updated_at = now()
+    FROM cancelled c
+    WHERE e.job_id = c.id AND e.finished_at IS NULL
+)
+SELECT c.id, c.running_on,
+       CASE WHEN c.running_on IS NOT NULL THEN pg_notify(%(channel)s, json_build_object(
+           'cancel', c.id, 'queue', c.queue_name)::text) END AS told
+FROM cancelled c;
+
 -- name: job_reschedule
 -- Makes an unfinished, unclaimed job due now; refused (no row) for running or finished jobs.
 WITH rescheduled AS (

@@ -105,6 +105,14 @@ class Job:
             raise JobStateError("this Job was built without a reader; fetch it with gj.job(id)")
         return self.reader.job(self.id)
 
+    def cancel(self) -> Job:
+        """Cancel this job: queued or scheduled, it ends discarded as cancelled; running, it
+        ends so too, and its task is told (``current_job().cancelled``; an async task gets
+        ``asyncio.CancelledError``). JobStateError once it has finished. The job as it is now."""
+        if self.reader is None:
+            raise JobStateError("this Job was built without a reader; fetch it with gj.job(id)")
+        return self.reader.cancel(self.id)
+
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job finishes; its result, or JobFailed / WaitTimeout.
 
@@ -186,6 +194,11 @@ class JobReader:
             raise JobNotFound(f"no job has id {job_id}")
         return job
 
+    def cancel(self, job_id: uuid.UUID) -> Job:
+        """Cancel the job with this id (see :func:`cancel`); the job as it is then."""
+        cancel(self.db, job_id)
+        return self.job(job_id)
+
 
 def get(
     db: Database,
@@ -244,6 +257,16 @@ def discard(db: Database, job_id: uuid.UUID, *, force: bool = False) -> None:
         )
 
 
+CANCELLED = "goodjob.JobCancelled: cancelled"
+
+
+def cancel(db: Database, job_id: uuid.UUID) -> None:
+    """End an unfinished job as discarded and cancelled; a running one's process is told."""
+    params = {"id": job_id, "error": CANCELLED, "channel": CHANNEL}
+    if not db.execute("job_cancel", params):
+        raise _refused(db, job_id, "cancel", "only unfinished jobs can be cancelled")
+
+
 def reschedule(db: Database, job_id: uuid.UUID) -> None:
     """Make a scheduled (or queued, or retried) job due now."""
     if not db.execute("job_reschedule", {"id": job_id, "channel": CHANNEL}):
@@ -259,7 +282,9 @@ def destroy(db: Database, job_id: uuid.UUID) -> None:
 def cleanup(
     db: Database, *, older_than: float, include_discarded: bool, chunk: int = CLEANUP_CHUNK
 ) -> int:
-    """Delete finished jobs older than ``older_than`` seconds, chunk by chunk; how many."""
+    """Delete finished jobs older than ``older_than`` seconds, chunk by chunk; how many. The
+    rows of concurrency keys no longer in use go too (the gated claim reads every row)."""
+    db.execute("concurrency_cleanup")
     total = 0
     while True:
         params = {"older_than": older_than, "include_discarded": include_discarded, "chunk": chunk}

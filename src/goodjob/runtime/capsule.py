@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from typing import Any, Protocol
 
 from goodjob import queues as queue_strings
@@ -214,6 +215,7 @@ class Capsule:
                 tracker,
                 self._notified,
                 on_reconnect=self._reconnected,
+                on_cancel=self._cancel,
                 hold_advisory_lock=settings.advisory_lock_heartbeat,
                 errors=self.middleware,
             )
@@ -361,6 +363,11 @@ class Capsule:
         if queue is not None and scheduled_at is not None and self.cache.add(queue, scheduled_at):
             return  # due later: a timer wakes the queue then
         self.wake(queue)
+
+    def _cancel(self, job_id: uuid.UUID) -> None:
+        """A job was cancelled: tell it, in whichever pool runs it or holds it unstarted."""
+        for scheduler in self.schedulers:
+            scheduler.performer.cancel(job_id)
 
     def _throttled(self, queue: str, db_epoch: float) -> None:
         """A throttled key admits starts again at ``db_epoch``: wake its queue then."""

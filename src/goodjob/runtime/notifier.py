@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from goodjob.capsule_tracker import CapsuleTracker
@@ -32,7 +33,8 @@ Handler = Callable[[str | None, float | None], None]  # (queue, scheduled_at epo
 
 
 class Notifier:
-    """Listens for NOTIFYs on channel ``goodjob`` and calls ``on_notify(queue, scheduled_at)``."""
+    """Listens for NOTIFYs on channel ``goodjob`` and calls ``on_notify(queue, scheduled_at)``,
+    or ``on_cancel(job_id)`` for a cancelled job."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class Notifier:
         on_notify: Handler,
         *,
         on_reconnect: Callable[[], None] | None = None,
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
         hold_advisory_lock: bool = True,
         errors: MiddlewareChain | None = None,
     ) -> None:
@@ -49,6 +52,7 @@ class Notifier:
         self.tracker = tracker
         self.on_notify = on_notify
         self.on_reconnect = on_reconnect
+        self.on_cancel = on_cancel
         self.hold_advisory_lock = hold_advisory_lock
         self.connected = threading.Event()
         self.ever_connected = False
@@ -128,6 +132,10 @@ class Notifier:
         try:
             data = json.loads(payload)
             if isinstance(data, dict):
+                if "cancel" in data and self.on_cancel is not None:
+                    # job_cancel: a running job was cancelled. Its queue is woken as well: a
+                    # slot of its concurrency key may be free.
+                    self.on_cancel(uuid.UUID(str(data["cancel"])))
                 queue = data.get("queue")
                 raw = data.get("scheduled_at")
                 scheduled_at = float(raw) if raw is not None else None
