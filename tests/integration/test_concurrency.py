@@ -393,3 +393,86 @@ def test_cleanup_deletes_the_rows_of_keys_no_longer_in_use(gj: GoodJob, database
     gj.cleanup_preserved_jobs()
     keys = sql(database_url, "SELECT key FROM goodjob_concurrency ORDER BY key")
     assert keys == [("k2",), ("k3",)]  # k1: idle for two hours, nothing unfinished
+
+
+def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_url: str) -> None:
+    """5,000 queued jobs of a key at its limit, ahead of everything else in claim order: the
+    gated claim reads a handful of index entries, not the backlog (keyed jobs are not in the
+    dequeue indexes; each key's are read within its free slots)."""
+    import psycopg
+
+    from goodjob.records.claims import ClaimSpec
+
+    @gj.task(name="full", concurrency=Concurrency(key="full", perform_limit=1))
+    def full(n: int) -> None: ...
+
+    @gj.task(name="other", concurrency=Concurrency(key="other", perform_limit=1))
+    def other(n: int) -> None: ...
+
+    @gj.task(name="plain")
+    def plain(n: int) -> None: ...
+
+    gj.enqueue_all([full.using(priority=-1).prepare(n) for n in range(5_000)])
+    gj.enqueue_all([other.prepare(n) for n in range(3)] + [plain.prepare(n) for n in range(3)])
+    sql(
+        database_url,
+        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid()"
+        " WHERE id = (SELECT id FROM goodjob_jobs WHERE concurrency_key = 'full'"
+        " ORDER BY id LIMIT 1)",
+    )
+    sql(database_url, "ANALYZE goodjob_jobs")
+    spec = ClaimSpec(gated=True)
+    with gj.tracker.register(), psycopg.connect(database_url) as conn:
+        process_id = gj.tracker.id_for_lock()
+        assert process_id is not None
+        params = spec.params(process_id)
+        keys = conn.execute(spec.keys_statement(gj.database, 10).encode(), params).fetchall()
+        params["keys"] = [row[0] for row in keys]
+        assert params["keys"] == ["other"]  # 'full' is at its limit
+        plan = conn.execute(
+            ("EXPLAIN (ANALYZE, FORMAT JSON) " + spec.statement(gj.database, 10)).encode(),
+            params,
+        ).fetchone()
+        conn.rollback()
+    assert plan is not None
+    scans = [
+        n
+        for n in _plan_nodes(plan[0][0]["Plan"])
+        if "goodjob_jobs" in n.get("Index Name", "") or n.get("Relation Name") == "goodjob_jobs"
+    ]
+    read = {
+        n.get("Index Name") or n["Node Type"]: n["Actual Rows"] + n.get("Rows Removed by Filter", 0)
+        for n in scans
+    }
+    assert read, plan
+    assert max(read.values()) <= 10, read
+    # What it claimed: the three jobs without a key and one of 'other' (its limit).
+    updates = [
+        n["Actual Rows"]
+        for n in _plan_nodes(plan[0][0]["Plan"])
+        if n["Node Type"] == "ModifyTable"
+        and n.get("Operation") == "Update"
+        and n.get("Relation Name") == "goodjob_jobs"
+    ]
+    assert updates == [4], updates
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan] + [n for child in plan.get("Plans", []) for n in _plan_nodes(child)]
+
+
+def test_a_process_that_is_not_registered_claims_no_keyed_job(gj: GoodJob) -> None:
+    """The gated claim's keyed half asks, as the unkeyed half does, that the claiming process
+    has its row: one that was swept away claims nothing."""
+    import uuid
+
+    from goodjob.records import claims
+    from goodjob.records.claims import ClaimSpec
+
+    @gj.task(name="keyed", concurrency=Concurrency(key="k", perform_limit=5))
+    def keyed(n: int) -> None: ...
+
+    gj.enqueue_all([keyed.prepare(n) for n in range(3)])
+    swept = uuid.uuid4()
+    assert claims.claim(gj.database, ClaimSpec(gated=True), swept, 10, claimed_at=0.0) == []
+    assert len(gj.jobs(status="queued")) == 3

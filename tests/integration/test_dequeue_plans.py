@@ -139,13 +139,15 @@ def _unfinished_only_indexes(url: str) -> set[str]:
     return names
 
 
-def _candidate_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scans of goodjob_jobs that find due jobs: below the claim's LockRows."""
+def _candidate_scans(nodes: list[dict[str, Any]], locks: int = 1) -> list[dict[str, Any]]:
+    """The scans of goodjob_jobs that find due jobs: below the claim's LockRows (two in the
+    gated form: jobs without a key, and each key's next ones)."""
     lock_rows = [n for n in nodes if n["Node Type"] == "LockRows"]
-    assert len(lock_rows) == 1, f"expected one FOR UPDATE SKIP LOCKED scan: {_describe(nodes)}"
+    assert len(lock_rows) == locks, f"expected {locks} SKIP LOCKED scans: {_describe(nodes)}"
     return [
         n
-        for n in _nodes(lock_rows[0])
+        for lock in lock_rows
+        for n in _nodes(lock)
         if n["Node Type"] in SCANS
         and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
     ]
@@ -180,9 +182,11 @@ def test_claim_never_reads_history(
         and n.get("Relation Name") in ("goodjob_jobs", "goodjob_executions")
     ]
     assert not seq_scans, f"the claim reads a whole table: {_describe(nodes)}"
-    candidates = _candidate_scans(nodes)
+    candidates = _candidate_scans(nodes, locks=2 if gated else 1)
     indexes = {n.get("Index Name") for n in candidates if n["Node Type"] != "Bitmap Heap Scan"}
     assert indexes, f"due jobs are not found through an index: {_describe(nodes)}"
+    if gated:  # each key's next jobs through the index of queued keyed jobs
+        assert "goodjob_jobs_keyed_queued" in indexes, _describe(nodes)
     unfinished_only = _unfinished_only_indexes(database_url)
     assert indexes <= unfinished_only, (
         f"due jobs are found through {indexes - unfinished_only}, which holds finished rows:"
@@ -240,12 +244,13 @@ def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
     history: GoodJob, database_url: str, limit: int, paused: bool, gated: bool
 ) -> None:
     """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early.
-    With limits (gated), too: the partial index still finds the due jobs (issue 15)."""
+    With limits (gated), too, beside each key's lookup in the keyed index (issue 15)."""
     nodes = _claim_plan(history, database_url, "*", limit, paused=paused, gated=gated)
-    candidates = _candidate_scans(nodes)
-    assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == [
-        ("Index Scan", "goodjob_jobs_dequeue_any")
-    ], _describe(nodes)
+    candidates = _candidate_scans(nodes, locks=2 if gated else 1)
+    expected = [("Index Scan", "goodjob_jobs_dequeue_any")]
+    if gated:
+        expected.append(("Index Scan", "goodjob_jobs_keyed_queued"))
+    assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == expected, _describe(nodes)
 
 
 @pytest.mark.parametrize("queues", ["mail", "+mail"])
@@ -258,9 +263,10 @@ def test_claim_from_one_named_queue_uses_the_queue_index(
     """A small named queue is read through goodjob_jobs_dequeue_queue, so its claim never walks
     the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
     nodes = _claim_plan(history, database_url, queues, limit, paused=paused, gated=gated)
-    candidates = _candidate_scans(nodes)
+    candidates = _candidate_scans(nodes, locks=2 if gated else 1)
     names = [n.get("Index Name") for n in candidates]
-    assert names == ["goodjob_jobs_dequeue_queue"], _describe(nodes)
+    expected = ["goodjob_jobs_dequeue_queue"] + (["goodjob_jobs_keyed_queued"] if gated else [])
+    assert names == expected, _describe(nodes)
 
 
 @pytest.mark.parametrize("queues", ["*", "mail", "-mail"])

@@ -264,8 +264,9 @@ FROM verdict v;
 -- attempt left open by a process that died. A job is reported interrupted when its previous
 -- attempt was (left open, or released at shutdown). Jobs of a paused queue, task or label are
 -- passed over ({pauses}). Jobs with a concurrency key are claimed only in the gated form
--- ({gate_ctes}, {gate_filter}, {chosen}, {gate_noted}): after the keys' rows were locked by
--- concurrency_claim_keys in the same transaction, within the free slots of each key.
+-- ({gate_ctes}, {keyed}, {chosen}, {gate_noted}; the plain form's {gate_filter} claims nothing
+-- while one waits): after the keys' rows were locked by concurrency_claim_keys in the same
+-- transaction, each key's first jobs within its free slots, merged with the unkeyed ones.
 -- Every {fragment} is fixed text chosen by the pool's ClaimSpec (records/claims.py), never user
 -- text; no other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
@@ -288,16 +289,18 @@ held AS MATERIALIZED (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),{gate_ctes}
 candidates AS (
-    SELECT j.id, j.ctid AS tid, j.concurrency_key AS key, j.priority, j.scheduled_at
+    SELECT j.id, j.ctid AS tid, j.queue_name, j.priority, j.scheduled_at
     FROM goodjob_jobs j
-    WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.scheduled_at <= now()
-      {queue_filter} {filters} {pauses} {gate_filter}
+    -- concurrency_key IS NULL: the dequeue indexes hold jobs without a key only (keyed ones are
+    -- claimed from goodjob_jobs_keyed_queued, below), so no claim walks past keyed jobs.
+    WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.concurrency_key IS NULL
+      AND j.scheduled_at <= now() {queue_filter} {filters} {pauses} {gate_filter}
       AND EXISTS (SELECT 1 FROM me)
       AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
     LIMIT {limit}
     FOR NO KEY UPDATE OF j SKIP LOCKED
-),
+),{keyed}
 chosen AS (
     {chosen}
 ),

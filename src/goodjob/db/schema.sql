@@ -69,11 +69,12 @@ COMMENT ON COLUMN goodjob_jobs.concurrency_key IS 'the key whose limits and thro
 COMMENT ON COLUMN goodjob_jobs.cron_key IS 'cron entry that enqueued it; unique with cron_at';
 COMMENT ON COLUMN goodjob_jobs.result IS 'JSON return value of a succeeded job';
 
--- The claim paths: unfinished, unlocked rows only, so dequeue cost ignores finished history.
+-- The claim paths: unfinished, unlocked rows only, so dequeue cost ignores finished history;
+-- jobs without a concurrency key only (keyed ones: goodjob_jobs_keyed_queued).
 CREATE INDEX goodjob_jobs_dequeue_any ON goodjob_jobs (priority, scheduled_at, id)
-    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+    WHERE finished_at IS NULL AND locked_by_id IS NULL AND concurrency_key IS NULL;
 CREATE INDEX goodjob_jobs_dequeue_queue ON goodjob_jobs (queue_name, priority, scheduled_at, id)
-    WHERE finished_at IS NULL AND locked_by_id IS NULL;
+    WHERE finished_at IS NULL AND locked_by_id IS NULL AND concurrency_key IS NULL;
 -- Warming the future-job cache: the next scheduled starts. Only jobs scheduled after their
 -- creation (every future job: created_at <= now() < scheduled_at), so a job due at once writes
 -- no entry here.
@@ -159,4 +160,5 @@ CREATE TABLE goodjob_migrations (
     version text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO goodjob_migrations (version) VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005');
+INSERT INTO goodjob_migrations (version)
+VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006');

@@ -53,8 +53,8 @@ _NOTHING_PAUSED = "AND NOT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE
 # Concurrency keys (goodjob.Concurrency), in one of two forms too. With no queued job that has
 # a key, a gate as for pauses: one probe of the goodjob_jobs_keyed_queued index. With some, the
 # gated form: the keys' rows are locked first (concurrency_claim_keys, in the same transaction),
-# their free slots counted once the locks are held, and each key's jobs claimed within its
-# slots; jobs without a key are claimed as ever.
+# their free slots counted once the locks are held, and each key's next jobs claimed within its
+# slots, merged in claim order with the jobs without a key, claimed as ever.
 _NO_KEYED = """AND NOT EXISTS (SELECT 1 FROM goodjob_jobs k
                       WHERE k.concurrency_key IS NOT NULL AND k.finished_at IS NULL
                         AND k.locked_by_id IS NULL)"""
@@ -76,15 +76,32 @@ slots AS MATERIALIZED (
     FROM goodjob_concurrency c
     WHERE c.key = ANY(%(keys)s::text[])
 ),"""
-_KEYED = """AND (j.concurrency_key IS NULL
-           OR j.concurrency_key IN (SELECT key FROM slots WHERE free > 0))"""
+_KEYED = """
+keyed AS (
+    -- Each locked key's next jobs, as many as it has free slots, through the index of queued
+    -- keyed jobs: never past another key's backlog.
+    SELECT k.*
+    FROM slots s
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.ctid AS tid, j.queue_name, j.priority, j.scheduled_at
+        FROM goodjob_jobs j
+        WHERE j.concurrency_key = s.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+          AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
+          AND EXISTS (SELECT 1 FROM me)
+          AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
+        ORDER BY j.priority, j.scheduled_at, j.id
+        LIMIT least(s.free, {limit})
+        FOR NO KEY UPDATE OF j SKIP LOCKED
+    ) AS k
+    WHERE s.free > 0
+),"""
 _ALL_CHOSEN = "SELECT id, tid FROM candidates"
-_WITHIN_SLOTS = """SELECT c.id, c.tid
-    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.key
-                                         ORDER BY c.priority, c.scheduled_at, c.id) AS n
-          FROM candidates c) AS c
-    LEFT JOIN slots s ON s.key = c.key
-    WHERE c.key IS NULL OR c.n <= s.free"""
+# The claim's order over both kinds; rows locked and not chosen stay unclaimed (their locks end
+# with the claim's transaction).
+_MERGED = """SELECT j.id, j.tid
+    FROM (SELECT * FROM candidates UNION ALL SELECT * FROM keyed) AS j
+    ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
+    LIMIT {limit}"""
 _NOTED = """
 noted AS (
     -- The starts of each throttled key, newest last, as many as its throttle counts.
@@ -134,15 +151,17 @@ class ClaimSpec:
 def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
     queues = spec.queues
     one_queue = queues.mode in ("include", "ordered") and len(queues.names) == 1
+    # In this order: the concurrency fragments hold the others' placeholders.
     fragments = {
+        "gate_ctes": qualify(_SLOTS, schema) if spec.gated else "",
+        "gate_filter": "" if spec.gated else qualify(_NO_KEYED, schema),
+        "keyed": qualify(_KEYED, schema) if spec.gated else "",
+        "chosen": _MERGED if spec.gated else _ALL_CHOSEN,
+        "gate_noted": qualify(_NOTED, schema) if spec.gated else "",
         "queue_filter": _ONE_QUEUE if one_queue else _QUEUE_FILTERS[queues.mode],
         "queue_order": _ORDERED if queues.mode == "ordered" and not one_queue else "",
         "filters": _ONLY_IDS if spec.only_ids else "",
         "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
-        "gate_ctes": qualify(_SLOTS, schema) if spec.gated else "",
-        "gate_filter": _KEYED if spec.gated else qualify(_NO_KEYED, schema),
-        "chosen": _WITHIN_SLOTS if spec.gated else _ALL_CHOSEN,
-        "gate_noted": qualify(_NOTED, schema) if spec.gated else "",
         "skip_advisory_locked": "true" if spec.advisory else "false",
         "limit": str(limit),
     }
