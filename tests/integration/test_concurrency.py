@@ -96,9 +96,12 @@ def test_perform_throttle_starts_at_most_count_per_period(make_app: Any, databas
         row[0].timestamp()
         for row in sql(database_url, "SELECT performed_at FROM goodjob_executions ORDER BY 1")
     ]
-    for times in (performed, sorted(starts)):
-        # Any 4 consecutive starts span at least the period (3 per 0.5 s at most).
-        assert min(b - a for a, b in zip(times, times[3:], strict=False)) >= 0.5 - 1e-3, times
+    # Any 4 consecutive starts span at least the period (3 per 0.5 s at most): exactly, as the
+    # database stamps them (at the claim); by the tasks' clocks, which read a moment after the
+    # claim (thread hand-over), within a tolerance.
+    for times, tolerance in ((performed, 0.0), (sorted(starts), 0.05)):
+        gaps = [b - a for a, b in zip(times, times[3:], strict=False)]
+        assert min(gaps) >= 0.5 - tolerance, times
     # Woken by a timer when the period let more start, not by the 30 s poll.
     assert sorted(starts)[-1] - sorted(starts)[0] < 5
 
