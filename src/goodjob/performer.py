@@ -142,7 +142,9 @@ class Performer:
         # Jobs running now, to tell of a cancellation; and the latest cancelled ids, so a job
         # claimed ahead and cancelled before it started never starts.
         self._running: dict[uuid.UUID, tuple[JobContext, Future[Any] | None]] = {}
-        self._cancelled: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._cancelled: collections.OrderedDict[tuple[uuid.UUID, int], None] = (
+            collections.OrderedDict()
+        )
         self._running_lock = threading.Lock()
         self.pool = pool
         self.raise_errors = raise_errors
@@ -232,16 +234,17 @@ class Performer:
 
     # -- running ------------------------------------------------------------------------------
 
-    def cancel(self, job_id: uuid.UUID) -> bool:
-        """Tell job ``job_id`` that it was cancelled, if this performer runs it (a sync task's
-        ``current_job().cancelled`` becomes true; an async task is cancelled); a job of this
-        performer's that has not started yet never will. Whether it was running here."""
+    def cancel(self, job_id: uuid.UUID, attempt: int) -> bool:
+        """Tell attempt ``attempt`` of job ``job_id`` that it was cancelled, if this performer
+        runs it (a sync task's ``current_job().cancelled`` becomes true; an async task is
+        cancelled); if this performer claimed it ahead and has not started it, it never will.
+        Whether it was running here."""
         with self._running_lock:
-            self._cancelled[job_id] = None
+            self._cancelled[(job_id, attempt)] = None
             while len(self._cancelled) > CANCELLED_REMEMBERED:
                 self._cancelled.popitem(last=False)
             running = self._running.get(job_id)
-        if running is None:
+        if running is None or running[0].attempt != attempt:
             return False
         ctx, future = running
         ctx._cancelled.set()
@@ -333,7 +336,9 @@ class Performer:
             self.shutdown,
         )
         with self._running_lock:
-            if job.id in self._cancelled:
+            if job.cancelled or (job.id, job.attempt) in self._cancelled:
+                # Cancelled while an earlier attempt ran (whose process died), or while claimed
+                # ahead here: recorded discarded as cancelled, without running.
                 raise JobCancelled(f"job {job.id} was cancelled before it started")
             self._running[job.id] = (ctx, None)
         try:
@@ -382,7 +387,7 @@ class Performer:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self.loop)
         with self._running_lock:
             self._running[ctx.id] = (ctx, future)
-            if ctx.id in self._cancelled:  # cancelled while the coroutine was being scheduled
+            if (ctx.id, ctx.attempt) in self._cancelled:  # cancelled while it was being scheduled
                 future.cancel()
         try:
             return future.result()

@@ -107,7 +107,7 @@ def test_perform_throttle_starts_at_most_count_per_period(make_app: Any, databas
 
 
 def test_total_limit_counts_running_and_queued(make_app: Any) -> None:
-    gj: GoodJob = make_app()
+    gj: GoodJob = make_app(max_threads=1)  # the second job stays queued behind the first
     release = threading.Event()
 
     @gj.task(name="held", concurrency=Concurrency(key="k", total_limit=2))
@@ -308,9 +308,13 @@ def test_a_running_sync_task_sees_its_cancellation_and_the_thread_goes_on(
         job = patient.enqueue()
         wait_until(lambda: "started" in seen)
         asked = time.monotonic()
-        assert job.cancel().status == "discarded"
+        asking = job.cancel()
+        # Still running (it holds its claim) until its worker records the attempt.
+        assert asking.status == "running"
+        assert asking.cancelled_at is not None
         wait_until(lambda: "cancelled" in seen, timeout=5)
         assert seen["cancelled"] - asked < 1.0
+        wait_until(lambda: gj.job(job.id).status == "discarded", timeout=5)
         after.enqueue()  # the one thread is free again
         wait_until(lambda: "after" in seen, timeout=5)
     finally:
@@ -360,16 +364,20 @@ def test_a_finished_job_cannot_be_cancelled(gj: GoodJob) -> None:
     assert gj.job(job.id).result == 7
 
 
-def test_cancelling_a_running_limited_job_frees_its_slot(make_app: Any) -> None:
+def test_a_cancelled_job_holds_its_slot_until_its_task_stops(make_app: Any) -> None:
+    """perform_limit=1: a cancelled job whose task has not stopped yet still counts, so the
+    key's next job starts only once the worker recorded the cancelled one (then at once, woken
+    by that record, not by the 30 s poll)."""
     gj: GoodJob = make_app(max_threads=3, poll_interval=30)
     started: list[int] = []
+    stop = threading.Event()
 
     @gj.task(name="one", concurrency=Concurrency(key="only", perform_limit=1))
     def one(n: int) -> None:
         started.append(n)
         job = current_job()
         assert job is not None
-        while not job.cancelled:
+        while not (job.cancelled and stop.is_set()):
             time.sleep(0.005)
 
     jobs = gj.enqueue_all([one.prepare(n) for n in range(2)])
@@ -377,9 +385,16 @@ def test_cancelling_a_running_limited_job_frees_its_slot(make_app: Any) -> None:
     try:
         wait_until(lambda: started == [0])
         jobs[0].cancel()
+        gj.tracker.renew()  # time passes: a heartbeat and a sweep
+        time.sleep(0.3)  # the condition is that nothing happens: give it the chance to
+        assert started == [0]
+        assert gj.job(jobs[1].id).status == "queued"
+        stop.set()
         wait_until(lambda: started == [0, 1], timeout=5)
+        assert gj.job(jobs[0].id).status == "discarded"
         jobs[1].cancel()
     finally:
+        stop.set()
         gj.shutdown()
 
 
@@ -479,3 +494,103 @@ def test_a_process_that_is_not_registered_claims_no_keyed_job(gj: GoodJob) -> No
     swept = uuid.uuid4()
     assert claims.claim(gj.database, ClaimSpec(gated=True), swept, 10, claimed_at=0.0) == []
     assert len(gj.jobs(status="queued")) == 3
+
+
+def test_a_key_at_its_throttle_or_paused_does_not_hold_up_other_keys(make_app: Any) -> None:
+    """One thread, claims of one job: keys that cannot start now are not locked by the claim, so
+    they never crowd out a key that can."""
+    gj: GoodJob = make_app(max_threads=1, poll_interval=30)
+    ran: list[str] = []
+
+    @gj.task(name="hourly", concurrency=Concurrency(key="h", perform_throttle=(1, 3600)))
+    def hourly(n: int) -> None:
+        ran.append(f"h{n}")
+
+    @gj.task(name="held", concurrency=Concurrency(key=lambda n: f"p{n}", perform_limit=1))
+    def held(n: int) -> None:
+        ran.append(f"p{n}")
+
+    @gj.task(name="free", concurrency=Concurrency(key="f", perform_limit=1))
+    def free(n: int) -> None:
+        ran.append(f"f{n}")
+
+    gj.pause(queue="held")
+    gj.enqueue_all([hourly.using(priority=-2).prepare(n) for n in range(3)])
+    gj.enqueue_all([held.using(priority=-1, queue="held").prepare(n) for n in range(3)])
+    gj.enqueue_all([free.prepare(n) for n in range(3)])
+    gj.start()
+    try:
+        wait_until(lambda: sorted(ran) == ["f0", "f1", "f2", "h0"], timeout=10)
+    finally:
+        gj.shutdown()
+    assert len(gj.jobs(status="queued")) == 5  # two hourly (throttled), three paused
+
+
+def test_a_retried_keyed_job_runs_after_its_keys_row_was_cleaned_up(
+    gj: GoodJob, database_url: str
+) -> None:
+    @gj.task(name="flaky", concurrency=Concurrency(key="x", perform_limit=1))
+    def flaky() -> None:
+        raise ValueError("no")
+
+    job = flaky.enqueue()
+    gj.perform_inline()
+    assert gj.job(job.id).status == "discarded"
+    sql(database_url, "DELETE FROM goodjob_concurrency")  # as cleanup does after an hour
+    gj.retry_job(job.id)
+    assert gj.perform_inline() == 1
+    assert gj.job(job.id).executions_count == 2
+
+
+def test_a_job_cancelled_while_running_runs_again_when_retried(make_app: Any) -> None:
+    gj: GoodJob = make_app(max_threads=1)
+    attempts: list[int] = []
+
+    @gj.task(name="again")
+    def again() -> None:
+        job = current_job()
+        assert job is not None
+        attempts.append(job.attempt)
+        while job.attempt == 1:
+            job.check_cancelled()
+            time.sleep(0.005)
+
+    gj.start()
+    try:
+        job = again.enqueue()
+        wait_until(lambda: attempts == [1])
+        job.cancel()
+        wait_until(lambda: gj.job(job.id).status == "discarded", timeout=5)
+        gj.retry_job(job.id)
+        wait_until(lambda: gj.job(job.id).status == "succeeded", timeout=5)
+    finally:
+        gj.shutdown()
+    assert attempts == [1, 2]
+    assert gj.job(job.id).cancelled_at is None
+
+
+def test_a_job_cancelled_while_its_worker_died_is_discarded_not_run(
+    gj: GoodJob, database_url: str
+) -> None:
+    """The running job's process dies before it records the cancelled attempt: the claim that
+    takes the job next (after the sweep released it) discards it without running it."""
+    ran: list[int] = []
+
+    @gj.task(name="orphan")
+    def orphan() -> None:
+        ran.append(1)
+
+    job = orphan.enqueue()
+    sql(
+        database_url,
+        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid(), executions_count = 1"
+        " WHERE id = %s",
+        (job.id,),
+    )
+    assert gj.cancel_job(job.id).status == "running"
+    sql(database_url, "UPDATE goodjob_jobs SET locked_by_id = NULL WHERE id = %s", (job.id,))
+    assert gj.perform_inline() == 1
+    assert ran == []
+    final = gj.job(job.id)
+    assert final.status == "discarded"
+    assert "JobCancelled" in (final.error or "")

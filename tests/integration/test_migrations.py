@@ -196,6 +196,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
             "0004_no_task_index",
             "0005_concurrency",
             "0006_dequeue_unkeyed",
+            "0007_cancelled_at",
         ]
 
         @gj.task

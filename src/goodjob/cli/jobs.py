@@ -101,7 +101,10 @@ def cancel_job(app_spec: str | None, job_id: str, **settings: Any) -> None:
     gj = load_app(app_spec, settings)
     gj.check_schema()
     job = gj.cancel_job(job_id)
-    console.print(f"job {job.id} is {job.status} (cancelled)")
+    if job.status == "running":
+        console.print(f"job {job.id} is cancelled: its worker was told, it ends discarded")
+    else:
+        console.print(f"job {job.id} is {job.status} (cancelled)")
 
 
 COMMANDS: list[click.Command] = [cleanup_preserved_jobs, list_jobs, retry_job]

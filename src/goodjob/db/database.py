@@ -111,6 +111,11 @@ def _loads(text: str | bytes) -> Any:
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     set_json_loads(_loads, conn)
+    # goodjob's transactions (the gated claim, limited enqueues) count what other transactions
+    # committed between their statements, which needs READ COMMITTED: under a server or role
+    # default of REPEATABLE READ, a claim's second statement would count with its first's
+    # snapshot, and a concurrency limit could be exceeded. psycopg names it in each BEGIN.
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
 def json(value: Any) -> Jsonb:

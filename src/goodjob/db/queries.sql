@@ -193,7 +193,9 @@ ON CONFLICT (key) DO UPDATE
     SET perform_limit = excluded.perform_limit, perform_throttle = excluded.perform_throttle,
         perform_throttle_seconds = excluded.perform_throttle_seconds,
         enqueue_throttle = excluded.enqueue_throttle,
-        enqueue_throttle_seconds = excluded.enqueue_throttle_seconds, updated_at = now();
+        enqueue_throttle_seconds = excluded.enqueue_throttle_seconds,
+        -- statement_timestamp(): a caller's transaction may have begun long ago (cleanup)
+        updated_at = statement_timestamp();
 
 -- name: concurrency_enqueue
 -- Inserts one job whose task limits enqueues, or refuses it, after concurrency_keys_prepare
@@ -314,7 +316,8 @@ claimed AS (
     FROM chosen c
     WHERE j.ctid = c.tid AND j.id = c.id AND j.locked_by_id IS NULL
     RETURNING j.id, j.queue_name, j.priority, j.task_name, j.arguments, j.scheduled_at,
-              j.executions_count, j.labels, j.created_at, j.performed_at, j.concurrency_key
+              j.executions_count, j.labels, j.created_at, j.performed_at, j.concurrency_key,
+              j.cancelled_at IS NOT NULL AS cancelled
 ),{gate_noted}
 started AS (
     INSERT INTO goodjob_executions
@@ -333,7 +336,7 @@ interrupted AS (
     RETURNING e.job_id
 )
 SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions_count,
-       j.labels, j.concurrency_key,
+       j.labels, j.concurrency_key, j.cancelled,
        -- As text, decoded by the thread that runs the job: a row psycopg could not decode
        -- (nested too deep) would otherwise fail the whole claim after it committed (issue 11).
        j.arguments::text AS arguments,
@@ -347,38 +350,55 @@ ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 
 -- name: concurrency_claim_keys
 -- The gated claim's first statement: locks the rows of the concurrency keys whose next due jobs
--- come first, passing over keys that another claim or a limited enqueue holds (SKIP LOCKED: the
--- next claim tries them) and keys whose running jobs fill their perform_limit by the last
--- committed count. jobs_claim counts exactly once these locks are held. For a key whose
--- perform_throttle is full, reopens_epoch says when it admits a start again (database clock) and
--- queue_name where its next job waits, so the worker sets a timer instead of polling.
-SELECT c.key, d.queue_name,
-       extract(epoch FROM t.reopens)::float8 AS reopens_epoch
-FROM goodjob_concurrency c
-CROSS JOIN LATERAL (
-    -- The oldest start the throttle still counts, plus its period: null when not full.
-    SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
-                     AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                         + make_interval(secs => c.perform_throttle_seconds) > statement_timestamp()
-                THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                     + make_interval(secs => c.perform_throttle_seconds)
-           END AS reopens
-) AS t
-CROSS JOIN LATERAL (
-    SELECT j.queue_name, j.priority, j.scheduled_at
-    FROM goodjob_jobs j
-    WHERE j.concurrency_key = c.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
-      AND j.scheduled_at <= now() {queue_filter}
-    ORDER BY j.priority, j.scheduled_at
-    LIMIT 1
-) AS d
-WHERE c.perform_limit IS NULL
-   OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
-                         WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
-                           AND r.locked_by_id IS NOT NULL)
-ORDER BY d.priority, d.scheduled_at
-LIMIT {limit}
-FOR NO KEY UPDATE OF c SKIP LOCKED;
+-- (in this pool's queues, not paused) come first, passing over keys that another claim or a
+-- limited enqueue holds (SKIP LOCKED: the next claim tries them) and keys full by the last
+-- committed counts: running jobs at perform_limit, or starts at perform_throttle. jobs_claim
+-- counts exactly once these locks are held. Rows with a reopens_epoch are not locked: for each
+-- queue, the throttled key that admits a start soonest, and when (database clock), so the
+-- worker sets a timer instead of polling.
+WITH due AS MATERIALIZED (
+    SELECT c.key, d.queue_name, d.priority, d.scheduled_at, t.reopens,
+           c.perform_limit IS NULL
+           OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
+                                 WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
+                                   AND r.locked_by_id IS NOT NULL) AS open
+    FROM goodjob_concurrency c
+    CROSS JOIN LATERAL (
+        SELECT j.queue_name, j.priority, j.scheduled_at
+        FROM goodjob_jobs j
+        WHERE j.concurrency_key = c.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+          AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
+        ORDER BY j.priority, j.scheduled_at
+        LIMIT 1
+    ) AS d
+    CROSS JOIN LATERAL (
+        -- The oldest start the throttle still counts, plus its period: null when not full.
+        SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
+                         AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                             + make_interval(secs => c.perform_throttle_seconds)
+                             > statement_timestamp()
+                    THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                         + make_interval(secs => c.perform_throttle_seconds)
+               END AS reopens
+    ) AS t
+),
+locked AS (
+    SELECT c.key
+    FROM goodjob_concurrency c
+    JOIN due ON due.key = c.key
+    WHERE due.open AND due.reopens IS NULL
+    ORDER BY due.priority, due.scheduled_at
+    LIMIT {limit}
+    FOR NO KEY UPDATE OF c SKIP LOCKED
+)
+SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch FROM locked
+UNION ALL
+SELECT * FROM (
+    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
+    FROM due
+    WHERE open AND reopens IS NOT NULL
+    ORDER BY queue_name, reopens
+) AS throttled;
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker
@@ -398,7 +418,14 @@ WITH outcome AS (
         AS o(id, attempt, kind, result, error, error_event, backtrace, wait, duration, preserve)
 ),
 fenced AS (
-    SELECT o.*, j.tid
+    -- A job cancelled while it ran (job_cancel set cancelled_at) ends discarded as cancelled,
+    -- whatever its attempt returned: the cancel committed first.
+    SELECT o.id, o.attempt,
+           CASE WHEN j.cancelled THEN 'discarded' ELSE o.kind END AS kind,
+           o.result,
+           CASE WHEN j.cancelled THEN 'goodjob.JobCancelled: cancelled' ELSE o.error END AS error,
+           CASE WHEN j.cancelled THEN 'discarded' ELSE o.error_event END AS error_event,
+           o.backtrace, o.wait, o.duration, o.preserve, j.tid
     FROM outcome o
     -- One primary-key lookup per outcome, in every plan: a locking subquery is never merged into
     -- a join, and IS NOT DISTINCT FROM (the same test as = for a process id, which is never null
@@ -407,7 +434,7 @@ fenced AS (
     -- table; so the statement had to be planned afresh per batch (9-10 µs of server time per
     -- job, issue 5). Now the plan Postgres keeps serves every batch size.
     CROSS JOIN LATERAL (
-        SELECT j.ctid AS tid
+        SELECT j.ctid AS tid, j.cancelled_at IS NOT NULL AS cancelled
         FROM goodjob_jobs j
         WHERE j.id = o.id AND j.executions_count = o.attempt
           AND j.locked_by_id IS NOT DISTINCT FROM %(process_id)s::uuid
@@ -523,10 +550,19 @@ LIMIT %(limit)s;
 
 -- name: job_retry
 -- Re-queues a discarded job to run now; refused (no row) unless it is finished with an error.
-WITH retried AS (
+-- A job with a concurrency key gets its key's row back (cleanup deletes the rows of keys no
+-- unfinished job uses; without one, no claim would take the job): written, so locked, as an
+-- enqueue's is. Its limits come back with the key's next enqueue.
+WITH key_row AS (
+    INSERT INTO goodjob_concurrency AS c (key)
+    SELECT j.concurrency_key FROM goodjob_jobs j
+    WHERE j.id = %(id)s AND j.concurrency_key IS NOT NULL AND j.finished_at IS NOT NULL
+    ON CONFLICT (key) DO UPDATE SET updated_at = statement_timestamp()
+),
+retried AS (
     UPDATE goodjob_jobs j
     SET finished_at = NULL, scheduled_at = now(), locked_by_id = NULL, locked_at = NULL,
-        updated_at = now()
+        cancelled_at = NULL, updated_at = now()
     WHERE j.id = %(id)s AND j.finished_at IS NOT NULL AND j.error IS NOT NULL
     RETURNING j.id, j.queue_name
 ),
@@ -572,31 +608,47 @@ AND NOT EXISTS (SELECT 1 FROM goodjob_jobs j
 RETURNING c.key;
 
 -- name: job_cancel
--- Cancels an unfinished job: it ends discarded with %(error)s, its claim (if running) taken
--- away so the worker's late completion is fenced out, its open execution closed. A running
--- job's process is told on the channel ({"cancel": id}) and tells the task. The fence decides
--- a race with the completion: whichever commits first wins (no row: it had finished).
-WITH cancelled AS (
+-- Cancels an unfinished job. One waiting to run ends discarded now, as cancelled. A running one
+-- is marked (cancelled_at) and its process told on the channel ({"cancel": id, "attempt": n}),
+-- which tells the task; it keeps its claim, and so its concurrency slot, until its worker
+-- records the attempt, which jobs_complete turns into discarded as cancelled. Should the worker
+-- die first, the claim that takes the job next discards it without running it. A race with the
+-- job's own completion is decided by the row lock: whichever commits first wins (no row: it
+-- had finished).
+WITH target AS (
+    SELECT j.id, j.locked_by_id
+    FROM goodjob_jobs j
+    WHERE j.id = %(id)s AND j.finished_at IS NULL
+    FOR NO KEY UPDATE
+),
+finished AS (
     UPDATE goodjob_jobs j
-    SET finished_at = now(), locked_by_id = NULL, locked_at = NULL, error = %(error)s,
-        error_event = 'discarded', updated_at = now()
-    FROM (SELECT id, locked_by_id FROM goodjob_jobs
-          WHERE id = %(id)s AND finished_at IS NULL
-          FOR NO KEY UPDATE) AS before
-    WHERE j.id = before.id
-    RETURNING j.id, j.queue_name, j.concurrency_key, before.locked_by_id AS running_on
+    SET finished_at = now(), cancelled_at = now(), error = %(error)s, error_event = 'discarded',
+        updated_at = now()
+    FROM target t
+    WHERE j.id = t.id AND t.locked_by_id IS NULL
+    RETURNING j.id
+),
+asked AS (
+    UPDATE goodjob_jobs j
+    SET cancelled_at = now(), updated_at = now()
+    FROM target t
+    WHERE j.id = t.id AND t.locked_by_id IS NOT NULL
+    RETURNING j.id, j.queue_name, j.executions_count
 ),
 closed AS (
+    -- A waiting job may have an attempt left open by a process that died.
     UPDATE goodjob_executions e
     SET finished_at = now(), duration = now() - e.performed_at, error = %(error)s,
         error_event = 'discarded', updated_at = now()
-    FROM cancelled c
-    WHERE e.job_id = c.id AND e.finished_at IS NULL
+    FROM finished f
+    WHERE e.job_id = f.id AND e.finished_at IS NULL
 )
-SELECT c.id, c.running_on,
-       CASE WHEN c.running_on IS NOT NULL THEN pg_notify(%(channel)s, json_build_object(
-           'cancel', c.id, 'queue', c.queue_name)::text) END AS told
-FROM cancelled c;
+SELECT id, false AS running FROM finished
+UNION ALL
+SELECT id, pg_notify(%(channel)s, json_build_object(
+           'cancel', id, 'attempt', executions_count, 'queue', queue_name)::text) IS NOT NULL
+FROM asked;
 
 -- name: job_reschedule
 -- Makes an unfinished, unclaimed job due now; refused (no row) for running or finished jobs.

@@ -52,7 +52,8 @@ CREATE TABLE goodjob_jobs (
     batch_callback_id uuid,
     result jsonb,
     created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    cancelled_at timestamptz
 );
 COMMENT ON TABLE goodjob_jobs IS 'One row per job, reused across its attempts';
 COMMENT ON COLUMN goodjob_jobs.priority IS 'smaller runs first';
@@ -68,6 +69,7 @@ COMMENT ON COLUMN goodjob_jobs.locked_by_id IS 'the process that claimed it; the
 COMMENT ON COLUMN goodjob_jobs.concurrency_key IS 'the key whose limits and throttles it counts against';
 COMMENT ON COLUMN goodjob_jobs.cron_key IS 'cron entry that enqueued it; unique with cron_at';
 COMMENT ON COLUMN goodjob_jobs.result IS 'JSON return value of a succeeded job';
+COMMENT ON COLUMN goodjob_jobs.cancelled_at IS 'when job.cancel() was asked: a running job ends discarded once its worker records the attempt';
 
 -- The claim paths: unfinished, unlocked rows only, so dequeue cost ignores finished history;
 -- jobs without a concurrency key only (keyed ones: goodjob_jobs_keyed_queued).
@@ -161,4 +163,4 @@ CREATE TABLE goodjob_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO goodjob_migrations (version)
-VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006');
+VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007');

@@ -186,6 +186,7 @@ class ClaimedJob:
     claimed_at: float = 0.0  # time.monotonic() when the claim returned
     pool: int = 0  # the index of the pool that claimed it
     concurrency_key: str | None = None
+    cancelled: bool = False  # cancelled while its previous attempt ran: discarded, not run
 
     @classmethod
     def from_row(cls, row: dict[str, Any], claimed_at: float = 0.0, pool: int = 0) -> ClaimedJob:
@@ -202,6 +203,7 @@ class ClaimedJob:
             claimed_at=claimed_at,
             pool=pool,
             concurrency_key=row.get("concurrency_key"),
+            cancelled=bool(row.get("cancelled")),
         )
 
 
@@ -247,11 +249,11 @@ def claim(
         # Two statements, one transaction: the keys' rows are locked by the first, so the
         # second's snapshot (taken after) counts every claim of those keys that committed.
         with db.transaction() as conn:
-            locked = db.execute_text(spec.keys_statement(db, limit), params, conn=conn)
-            params["keys"] = [row["key"] for row in locked]
+            keys = db.execute_text(spec.keys_statement(db, limit), params, conn=conn)
+            params["keys"] = [row["key"] for row in keys if row["reopens_epoch"] is None]
             rows = db.execute_text(spec.statement(db, limit), params, conn=conn)
         if throttled is not None:
-            for row in locked:
+            for row in keys:
                 if row["reopens_epoch"] is not None:
                     throttled(row["queue_name"], row["reopens_epoch"])
     return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows]

@@ -73,6 +73,7 @@ class Job:
     raw_result: Any = None
     executions: tuple[Execution, ...] = field(default=(), compare=False)
     updated_at: dt.datetime | None = None
+    cancelled_at: dt.datetime | None = None  # when a cancel was asked (job.cancel())
     # Set on the handle an enqueue returns when a concurrency limit refused it: why. The handle
     # is then the job in its way (the key's queued or running one), or none was inserted.
     refused: str | None = None
@@ -106,9 +107,11 @@ class Job:
         return self.reader.job(self.id)
 
     def cancel(self) -> Job:
-        """Cancel this job: queued or scheduled, it ends discarded as cancelled; running, it
-        ends so too, and its task is told (``current_job().cancelled``; an async task gets
-        ``asyncio.CancelledError``). JobStateError once it has finished. The job as it is now."""
+        """Cancel this job: queued or scheduled, it ends discarded as cancelled at once. Running,
+        its task is told (``current_job().cancelled``; an async task gets
+        ``asyncio.CancelledError``) and it ends discarded as cancelled when its worker records
+        the attempt, still running until then. JobStateError once it has finished. The job as
+        it is now."""
         if self.reader is None:
             raise JobStateError("this Job was built without a reader; fetch it with gj.job(id)")
         return self.reader.cancel(self.id)
@@ -177,6 +180,7 @@ class Job:
             raw_result=row["result"],
             executions=tuple(Execution.from_row(e) for e in executions),
             updated_at=row["updated_at"],
+            cancelled_at=row.get("cancelled_at"),
             reader=reader,
         )
 
@@ -257,11 +261,12 @@ def discard(db: Database, job_id: uuid.UUID, *, force: bool = False) -> None:
         )
 
 
-CANCELLED = "goodjob.JobCancelled: cancelled"
+CANCELLED = "goodjob.JobCancelled: cancelled"  # jobs_complete writes the same for a running one
 
 
 def cancel(db: Database, job_id: uuid.UUID) -> None:
-    """End an unfinished job as discarded and cancelled; a running one's process is told."""
+    """Cancel an unfinished job: one waiting ends discarded now; a running one's process is
+    told, and the job ends discarded when its worker records the attempt (``job_cancel``)."""
     params = {"id": job_id, "error": CANCELLED, "channel": CHANNEL}
     if not db.execute("job_cancel", params):
         raise _refused(db, job_id, "cancel", "only unfinished jobs can be cancelled")

@@ -364,10 +364,11 @@ class Capsule:
             return  # due later: a timer wakes the queue then
         self.wake(queue)
 
-    def _cancel(self, job_id: uuid.UUID) -> None:
-        """A job was cancelled: tell it, in whichever pool runs it or holds it unstarted."""
+    def _cancel(self, job_id: uuid.UUID, attempt: int) -> None:
+        """A running job was cancelled: tell it, in whichever pool runs it or holds it
+        unstarted."""
         for scheduler in self.schedulers:
-            scheduler.performer.cancel(job_id)
+            scheduler.performer.cancel(job_id, attempt)
 
     def _throttled(self, queue: str, db_epoch: float) -> None:
         """A throttled key admits starts again at ``db_epoch``: wake its queue then."""

@@ -34,7 +34,7 @@ Handler = Callable[[str | None, float | None], None]  # (queue, scheduled_at epo
 
 class Notifier:
     """Listens for NOTIFYs on channel ``goodjob`` and calls ``on_notify(queue, scheduled_at)``,
-    or ``on_cancel(job_id)`` for a cancelled job."""
+    or ``on_cancel(job_id, attempt)`` for a cancelled running job."""
 
     def __init__(
         self,
@@ -43,7 +43,7 @@ class Notifier:
         on_notify: Handler,
         *,
         on_reconnect: Callable[[], None] | None = None,
-        on_cancel: Callable[[uuid.UUID], None] | None = None,
+        on_cancel: Callable[[uuid.UUID, int], None] | None = None,
         hold_advisory_lock: bool = True,
         errors: MiddlewareChain | None = None,
     ) -> None:
@@ -133,9 +133,9 @@ class Notifier:
             data = json.loads(payload)
             if isinstance(data, dict):
                 if "cancel" in data and self.on_cancel is not None:
-                    # job_cancel: a running job was cancelled. Its queue is woken as well: a
-                    # slot of its concurrency key may be free.
-                    self.on_cancel(uuid.UUID(str(data["cancel"])))
+                    # job_cancel: a running job was cancelled. (Its queue is woken as well, as
+                    # for any payload naming one.)
+                    self.on_cancel(uuid.UUID(str(data["cancel"])), int(data["attempt"]))
                 queue = data.get("queue")
                 raw = data.get("scheduled_at")
                 scheduled_at = float(raw) if raw is not None else None
