@@ -23,6 +23,7 @@ from rich.table import Table
 from goodjob.bench import history, recovery, rounds
 from goodjob.bench import scenarios as sc
 from goodjob.bench.environment import WorkerConfig, fresh_database, migrated_app, server_facts
+from goodjob.bench.workload import KEYS, PERFORM_LIMIT
 
 ALL = ("enqueue", "drain", "latency", "history", "recovery")
 Emit = Callable[[dict[str, Any]], None]
@@ -165,19 +166,22 @@ class Run:
         """The default drain against the baseline, the history drain, then the best settings.
 
         Rounds interleave: baseline, goodjob on an empty table, goodjob on the history table,
-        then again, so that the ratios compare medians measured close together in time. Each
-        baseline round gets a fresh database. goodjob's empty-table rounds share one database
-        and its history rounds share another (seeding a million rows takes longer than a
-        drain), and both are settled before every round in the same way: the two series differ
-        only by the seeded rows. (A table drained before can be slower to drain again than a
-        new one: vacuumed free space spreads the next jobs over old pages, whose first change
-        after the checkpoint writes a full page to the WAL. Comparing a reused history table
-        with new empty tables would count that as the history's cost.)
+        goodjob with limits on 100 keys, then again, so that the ratios compare medians measured
+        close together in time. Each baseline round gets a fresh database. goodjob's empty-table
+        rounds share one database, its history rounds another (seeding a million rows takes
+        longer than a drain) and its limited rounds a third, all settled before every round in
+        the same way: the series differ only by the seeded rows, or by the limits. (A table
+        drained before can be slower to drain again than a new one: vacuumed free space spreads
+        the next jobs over old pages, whose first change after the checkpoint writes a full page
+        to the WAL. Comparing a reused history table with new empty tables would count that as
+        the history's cost.) The limited drain is reported in the default drain's line, as a
+        share of its throughput.
         """
         o, s = self.options, self.options.sizes
         base_rounds: list[dict[str, Any]] = []
         empty_rounds: list[dict[str, Any]] = []
         history_rounds: list[dict[str, Any]] = []
+        limited_rounds: list[dict[str, Any]] = []
         seed_seconds = 0.0
         with contextlib.ExitStack() as stack:
             empty_url = stack.enter_context(fresh_database(o.url, "goodjob_drain"))
@@ -186,6 +190,10 @@ class Run:
             if "history" in o.scenarios:
                 history_url = stack.enter_context(fresh_database(o.url, "goodjob_history"))
                 seed_seconds = self._seed(history_url)
+            limited_url = None
+            if "drain" in o.scenarios:
+                limited_url = stack.enter_context(fresh_database(o.url, "goodjob_limited"))
+                migrated_app(limited_url).close()
             for r in range(1, s.rounds + 1):
                 of = f"round {r}/{s.rounds}"
                 base_rounds.append(
@@ -200,9 +208,24 @@ class Run:
                     history_rounds.append(
                         sc.goodjob_drain(history_url, s, WorkerConfig(), "history")
                     )
+                if limited_url is not None:
+                    self._say(f"goodjob-drain-limited {of} ...")
+                    history.settle(limited_url)
+                    limited_rounds.append(
+                        sc.goodjob_drain(limited_url, s, WorkerConfig(), "drain-limited", KEYS)
+                    )
         base = rounds.combine(base_rounds)
         empty = rounds.combine(empty_rounds)
-        self._add(_drain_line("drain_default", empty, base))
+        line = _drain_line("drain_default", empty, base)
+        if limited_rounds:
+            limited = rounds.combine(limited_rounds)
+            line["goodjob"]["limited"] = {
+                **_rounded(limited),
+                "keys": KEYS,
+                "perform_limit": PERFORM_LIMIT,
+                "ratio_to_unlimited": _ratio(limited["jobs_per_s"], empty["jobs_per_s"]),
+            }
+        self._add(line)
         if history_rounds:
             mine = rounds.combine(history_rounds)
             mine.update(
@@ -308,7 +331,15 @@ def _figure(scenario: str, figures: dict[str, Any] | None) -> str:
         text += f" ({figures['config']})"
     if "exactly_once" in figures:
         text += ", exactly once" if figures["exactly_once"] else ", [red]NOT exactly once[/]"
-    return text + _rounds_note(scenario, figures)
+    text += _rounds_note(scenario, figures)
+    if "limited" in figures:  # the default drain's, with limits on keys: a line of its own
+        limited = figures["limited"]
+        ratio = limited["ratio_to_unlimited"]
+        text += (
+            f"\nlimits on {limited['keys']} keys (perform_limit {limited['perform_limit']}),"
+            f" {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, limited)}"
+        )
+    return text
 
 
 def _rounds_note(scenario: str, figures: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from goodjob.bench.environment import (
     wait_for,
 )
 from goodjob.bench.workload import STAMP, register
+from goodjob.options import JobRequest
 from goodjob.records import enqueue as enqueue_records
 
 WAIT_SLACK = 60.0  # seconds added to every drain's deadline
@@ -218,19 +219,27 @@ def _rates(counts: list[int], seconds: list[float]) -> list[float]:
 # -- drain ------------------------------------------------------------------------------------
 
 
-def goodjob_drain(url: str, sizes: Sizes, config: WorkerConfig, label: str) -> dict[str, Any]:
+def goodjob_drain(
+    url: str, sizes: Sizes, config: WorkerConfig, label: str, keys: int = 0
+) -> dict[str, Any]:
     """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count.
 
+    With ``keys``, the jobs are the keyed no-op's, under a concurrency limit, their keys taken
+    in turn from ``keys`` of them: the workers claim them in the gated form.
     Only the jobs enqueued here are counted, by id: the history rounds run one after another on
     the same database, each on top of the previous rounds' finished jobs.
     """
     app = client(url)
     tasks = register(app)
+
+    def request(i: int) -> JobRequest:
+        return tasks.noop_keyed.prepare(f"key-{i % keys}") if keys else tasks.noop.prepare()
+
     ids: list[uuid.UUID] = []
     try:
         for offset in range(0, sizes.jobs, sizes.chunk):
-            count = min(sizes.chunk, sizes.jobs - offset)
-            ids += [job.id for job in app.enqueue_all([tasks.noop.prepare() for _ in range(count)])]
+            chunk = range(offset, min(offset + sizes.chunk, sizes.jobs))
+            ids += [job.id for job in app.enqueue_all([request(i) for i in chunk])]
     finally:
         app.close()
     sql(url, "ANALYZE goodjob_jobs")

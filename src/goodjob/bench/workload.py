@@ -16,11 +16,15 @@ import psycopg
 
 from goodjob.app import GoodJob
 from goodjob.context import current_job
+from goodjob.options import Concurrency
 from goodjob.task import Task
 
 NOOP = "bench.noop"
+NOOP_KEYED = "bench.noop_keyed"
 STAMP = "bench.stamp"
 LONG = "bench.long"
+KEYS = 100  # the keyed drain's concurrency keys, taken by its jobs in turn
+PERFORM_LIMIT = 2  # running jobs per key: 200 slots for 5 threads, so the limits rarely bind
 
 RECOVERY_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_recovery (
@@ -35,6 +39,10 @@ CREATE TABLE IF NOT EXISTS bench_recovery (
 
 def noop() -> None:
     """Does nothing: the drain scenarios measure the queue, not the task."""
+
+
+def noop_keyed(key: str) -> None:
+    """Does nothing, under a concurrency limit on ``key``: its drain measures the gated claim."""
 
 
 def stamp() -> float:
@@ -66,6 +74,7 @@ def _record(job_id: Any, attempt: int, event: str) -> None:
 @dataclass(frozen=True)
 class Tasks:
     noop: Task[[], None]
+    noop_keyed: Task[[str], None]
     stamp: Task[[], float]
     long: Task[[float], None]
 
@@ -74,6 +83,10 @@ def register(app: GoodJob) -> Tasks:
     """Register the benchmark's tasks on ``app``."""
     return Tasks(
         noop=app.task(name=NOOP)(noop),
+        noop_keyed=app.task(
+            name=NOOP_KEYED,
+            concurrency=Concurrency(key=lambda key: key, perform_limit=PERFORM_LIMIT),
+        )(noop_keyed),
         stamp=app.task(name=STAMP)(stamp),
         long=app.task(name=LONG)(long),
     )

@@ -92,7 +92,7 @@ CREATE INDEX goodjob_jobs_labels ON goodjob_jobs USING gin (labels)
     WHERE labels IS NOT NULL;
 -- Jobs with a concurrency key, waiting and running: the gated claim's per-key lookups and counts,
 -- the limited enqueue's counts, and the plain claim's one-probe gate (records/claims.py).
-CREATE INDEX goodjob_jobs_keyed_queued ON goodjob_jobs (concurrency_key, priority, scheduled_at)
+CREATE INDEX goodjob_jobs_keyed_queued ON goodjob_jobs (concurrency_key, priority, scheduled_at, id)
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NULL;
 CREATE INDEX goodjob_jobs_keyed_running ON goodjob_jobs (concurrency_key)
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NOT NULL;
@@ -163,4 +163,5 @@ CREATE TABLE goodjob_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO goodjob_migrations (version)
-VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007');
+VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007'),
+       ('0008');
