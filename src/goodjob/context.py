@@ -10,6 +10,16 @@ from dataclasses import dataclass, field
 from goodjob.errors import JobCancelled
 
 
+class CancelFlag:
+    """Whether a job was cancelled: set once by the worker, read by the task. A plain attribute
+    (a threading.Event made for every job cost 5 µs of each job's run)."""
+
+    __slots__ = ("is_set",)
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+
 @dataclass(frozen=True)
 class JobContext:
     """The running job as its task sees it."""
@@ -21,7 +31,7 @@ class JobContext:
     interrupted: bool  # the previous attempt's process stopped before it finished
     labels: tuple[str, ...] = ()
     _shutdown: threading.Event = field(default_factory=threading.Event, repr=False)
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelled: CancelFlag = field(default_factory=CancelFlag, repr=False)
 
     @property
     def shutting_down(self) -> bool:
@@ -32,11 +42,11 @@ class JobContext:
     def cancelled(self) -> bool:
         """Whether the job was cancelled (``job.cancel()``): it is recorded discarded already,
         and whatever the task does from now on is not recorded. Stop early."""
-        return self._cancelled.is_set()
+        return self._cancelled.is_set
 
     def check_cancelled(self) -> None:
         """Raise :class:`goodjob.JobCancelled` if the job was cancelled."""
-        if self._cancelled.is_set():
+        if self._cancelled.is_set:
             raise JobCancelled(f"job {self.id} was cancelled")
 
 

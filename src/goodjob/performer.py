@@ -247,7 +247,7 @@ class Performer:
         if running is None or running[0].attempt != attempt:
             return False
         ctx, future = running
-        ctx._cancelled.set()
+        ctx._cancelled.is_set = True
         if future is not None:
             future.cancel()  # cancels the coroutine's task on the event loop
         return True
