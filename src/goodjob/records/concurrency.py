@@ -12,7 +12,8 @@ count in Python that another process could overtake.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from goodjob.db import Database
@@ -88,34 +89,44 @@ def _handle(
     return dataclasses.replace(mine, status="refused", refused=reason)
 
 
+def _split(requests: Sequence[JobRequest]) -> tuple[list[int], list[int]]:
+    """The indexes of the requests whose task limits enqueues (counted one by one), and of the
+    rest (inserted as one batch)."""
+    limited = [i for i, request in enumerate(requests) if _limited(request)]
+    rest = [i for i, request in enumerate(requests) if not _limited(request)]
+    return limited, rest
+
+
+def _in_order(count: int, *placed: Iterable[tuple[int, Job]]) -> list[Job]:
+    """The handles of a batch, by the index of their request."""
+    handles: list[Job | None] = [None] * count
+    for index, handle in itertools.chain(*placed):
+        handles[index] = handle
+    return [handle for handle in handles if handle is not None]
+
+
 def insert(
     db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any = None
 ) -> list[Job]:
     """:func:`goodjob.records.enqueue.insert` for a batch with keyed jobs: the handles in the
     order of the requests, a refused request's telling why (``Job.refused``)."""
     limit = db.settings.max_payload_bytes
-    handles: list[Job | None] = [None] * len(requests)
+    limited, rest = _split(requests)
+    counted = []
     with (
         translate_errors(),
         db.transaction() if conn is None else caller_transaction(conn) as tx,
     ):
         db.run("concurrency_keys_prepare", keys_params(requests), conn=tx)
-        rest = []
-        for index, request in enumerate(requests):
-            if not _limited(request):
-                rest.append(index)
-                continue
-            jobs = NewJobs.of([request])
+        for index in limited:
+            jobs = NewJobs.of([requests[index]])
             row = db.execute("concurrency_enqueue", _enqueue_params(jobs, limit), conn=tx)[0]
             blocker = None
             if row["blocker"] is not None:
                 blocker = db.fetchone("job_get", {"id": row["blocker"]}, conn=tx)
-            handles[index] = _handle(reader, jobs, row, blocker)
-        if rest:
-            inserted = enqueue.insert(db, [requests[i] for i in rest], reader, tx)
-            for index, handle in zip(rest, inserted, strict=True):
-                handles[index] = handle
-    return [handle for handle in handles if handle is not None]
+            counted.append((index, _handle(reader, jobs, row, blocker)))
+        inserted = enqueue.insert(db, [requests[i] for i in rest], reader, tx) if rest else []
+    return _in_order(len(requests), counted, zip(rest, inserted, strict=True))
 
 
 async def ainsert(
@@ -123,23 +134,19 @@ async def ainsert(
 ) -> list[Job]:
     """:func:`insert` on the caller's async connection."""
     limit = db.settings.max_payload_bytes
-    handles: list[Job | None] = [None] * len(requests)
+    limited, rest = _split(requests)
+    counted = []
     async with acaller_transaction(conn):
         await db.aexecute("concurrency_keys_prepare", keys_params(requests), conn)
-        rest = []
-        for index, request in enumerate(requests):
-            if not _limited(request):
-                rest.append(index)
-                continue
-            jobs = NewJobs.of([request])
+        for index in limited:
+            jobs = NewJobs.of([requests[index]])
             params = _enqueue_params(jobs, limit)
             row = (await db.aexecute("concurrency_enqueue", params, conn))[0]
             found = []
             if row["blocker"] is not None:
                 found = await db.aexecute("job_get", {"id": row["blocker"]}, conn)
-            handles[index] = _handle(reader, jobs, row, found[0] if found else None)
-        if rest:
-            inserted = await enqueue.ainsert(db, [requests[i] for i in rest], reader, conn)
-            for index, handle in zip(rest, inserted, strict=True):
-                handles[index] = handle
-    return [handle for handle in handles if handle is not None]
+            counted.append((index, _handle(reader, jobs, row, found[0] if found else None)))
+        inserted: Sequence[Job] = (
+            await enqueue.ainsert(db, [requests[i] for i in rest], reader, conn) if rest else []
+        )
+    return _in_order(len(requests), counted, zip(rest, inserted, strict=True))
