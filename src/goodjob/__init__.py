@@ -5,6 +5,7 @@ from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.context import JobContext, current_job
 from goodjob.errors import (
+    BatchNotFound,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailable,
@@ -25,12 +26,15 @@ from goodjob.errors import (
 )
 from goodjob.middleware import Middleware
 from goodjob.options import Concurrency, JobRequest
+from goodjob.records.batches import Batch, NewBatch
 from goodjob.records.claims import ClaimedJob, Outcome
 from goodjob.records.jobs import Execution, Job
 from goodjob.retry import Retry
 from goodjob.task import Task
 
 __all__ = [
+    "Batch",
+    "BatchNotFound",
     "CapsuleTracker",
     "ClaimedJob",
     "Concurrency",
@@ -52,6 +56,7 @@ __all__ = [
     "JobStateError",
     "JobTimeout",
     "Middleware",
+    "NewBatch",
     "Outcome",
     "QueueStringError",
     "Retry",

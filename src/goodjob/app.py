@@ -11,19 +11,23 @@ from typing import Any, overload
 
 from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
+from goodjob.context import current_job
 from goodjob.cron import CronEntry, CronStatus, parse_cron
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
 from goodjob.db.database import is_async_connection, is_connection
 from goodjob.errors import ConfigurationError
+from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
 from goodjob.middleware import Middleware, MiddlewareChain
 from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
+from goodjob.records import batches as batch_records
 from goodjob.records import concurrency as limits
 from goodjob.records import cron_runs, enqueue, pauses
 from goodjob.records import jobs as job_records
+from goodjob.records.batches import Batch, BatchSpec, NewBatch
 from goodjob.records.claims import ClaimSpec
 from goodjob.records.jobs import Job, JobReader
 from goodjob.retry import Retry
@@ -114,7 +118,7 @@ class GoodJob:
         priority: int = 0,
         labels: Sequence[str] = (),
         retry: Retry | None = None,
-        discard_on: Sequence[type[BaseException]] = (),
+        discard_on: type[BaseException] | Sequence[type[BaseException]] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
         concurrency: Concurrency | None = None,
@@ -129,7 +133,7 @@ class GoodJob:
         priority: int = 0,
         labels: Sequence[str] = (),
         retry: Retry | None = None,
-        discard_on: Sequence[type[BaseException]] = (),
+        discard_on: type[BaseException] | Sequence[type[BaseException]] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
         concurrency: Concurrency | None = None,
@@ -152,7 +156,8 @@ class GoodJob:
                 name=name,
                 options=TaskOptions(queue=queue, priority=priority, labels=tuple(labels)),
                 retry=retry,
-                discard_on=tuple(discard_on),
+                # One error class or several (Task checks them).
+            discard_on=discard_on if isinstance(discard_on, type) else tuple(discard_on),
                 timeout=timeout,
                 handle=handle,
                 concurrency=concurrency,
@@ -198,6 +203,12 @@ class GoodJob:
             return []
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
+        building = batch_records.collecting.get()
+        if building is not None:  # inside `with gj.batch(...)`: inserted when the block exits
+            return building.collect(requests)
+        ctx = current_job()
+        if ctx is not None and ctx.batch_id is not None:  # a batch's job: its jobs join it
+            return self._insert_into_batch(ctx.batch_id, requests, connection)
         self.check_schema()
         handles: Sequence[Job]
         if limits.keyed(requests):
@@ -227,10 +238,138 @@ class GoodJob:
             return []
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
+        building = batch_records.collecting.get()
+        if building is not None:
+            return building.collect(requests)
+        ctx = current_job()
+        if ctx is not None and ctx.batch_id is not None:
+            raise ConfigurationError(
+                "a batch's job cannot enqueue into its batch on an AsyncConnection:"
+                " enqueue without connection=, or on a sync psycopg Connection"
+            )
         await asyncio.to_thread(self.check_schema)
         if limits.keyed(requests):
             return await limits.ainsert(self.database, requests, self.reader, connection)
         return await enqueue.ainsert(self.database, requests, self.reader, connection)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def batch(
+        self,
+        *,
+        on_finish: Task[Any, Any] | str | None = None,
+        on_success: Task[Any, Any] | str | None = None,
+        on_discard: Task[Any, Any] | str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        callback_queue: str | None = None,
+        callback_priority: int | None = None,
+        connection: Any = None,
+    ) -> NewBatch:
+        """A new batch, for a ``with`` block: the jobs enqueued inside it are inserted with the
+        batch when the block exits, in one transaction (the caller's with ``connection``).
+
+        Callbacks are tasks called as ``callback(batch, event)``: ``on_finish`` once all its jobs
+        finished, ``on_success`` once all succeeded, ``on_discard`` at the first discarded job.
+        They run as jobs on ``callback_queue`` with ``callback_priority`` (by default the
+        callbacks' own queue and priority, which must then agree).
+        """
+        callbacks = {
+            "on_finish": self._callback("on_finish", on_finish),
+            "on_success": self._callback("on_success", on_success),
+            "on_discard": self._callback("on_discard", on_discard),
+        }
+        given = [task for task in callbacks.values() if task is not None]
+        if callback_queue is None and given:
+            callback_queue = _agreed("queue", {task.options.queue for task in given})
+        if callback_priority is None and given:
+            callback_priority = _agreed("priority", {task.options.priority for task in given})
+        # Checked as a job's queue and priority are.
+        TaskOptions(queue=callback_queue or "default", priority=callback_priority or 0)
+        if description is not None and not isinstance(description, str):
+            raise ConfigurationError(f"description={description!r}: pass text")
+        if connection is not None and not is_connection(connection):
+            raise ConfigurationError(f"connection={connection!r}: pass a psycopg Connection")
+        spec = BatchSpec(
+            id=new_ids(1)[0],
+            description=description,
+            properties=batch_records.dump_properties(properties, self.settings.max_payload_bytes),
+            on_finish=_name(callbacks["on_finish"]),
+            on_success=_name(callbacks["on_success"]),
+            on_discard=_name(callbacks["on_discard"]),
+            callback_queue=callback_queue,
+            callback_priority=callback_priority,
+        )
+        return NewBatch(self, spec, connection)
+
+    def _callback(self, option: str, task: Task[Any, Any] | str | None) -> Task[Any, Any] | None:
+        if task is None or isinstance(task, Task):
+            return task
+        if isinstance(task, str) and task in self.tasks:
+            return self.tasks[task]
+        raise ConfigurationError(
+            f"{option}={task!r}: pass a task (@gj.task) or the name of a registered one"
+        )
+
+    def create_batch(
+        self,
+        spec: BatchSpec,
+        requests: Sequence[JobRequest],
+        ids: Sequence[uuid.UUID],
+        *,
+        connection: Any = None,
+    ) -> Sequence[Job]:
+        """Insert a batch made by :meth:`batch` and its jobs (``NewBatch`` calls this)."""
+        self.check_schema()
+        handles = batch_records.create(self.database, spec, requests, ids, self.reader, connection)
+        if self.settings.execution_mode == "inline" and connection is None:
+            self.perform_inline([h.id for h in handles if h.refused is None])
+        return handles
+
+    def add_to_batch(
+        self,
+        batch_id: uuid.UUID | str,
+        requests: Iterable[JobRequest],
+        *,
+        connection: Any = None,
+    ) -> Sequence[Job]:
+        """Insert jobs into an existing batch (``Batch.add``); a finished one reopens."""
+        requests = list(requests)
+        if not requests:
+            return []
+        if self.middleware:
+            requests = self.middleware.before_enqueue(requests)
+        return self._insert_into_batch(uuid.UUID(str(batch_id)), requests, connection)
+
+    def _insert_into_batch(
+        self, batch_id: uuid.UUID, requests: Sequence[JobRequest], connection: Any
+    ) -> Sequence[Job]:
+        if connection is not None and not is_connection(connection):
+            raise ConfigurationError(f"connection={connection!r}: pass a psycopg Connection")
+        self.check_schema()
+        tagged = batch_records.joined(requests, batch_id)
+        handles = batch_records.add(self.database, batch_id, tagged, self.reader, connection)
+        if self.settings.execution_mode == "inline" and connection is None:
+            self.perform_inline([h.id for h in handles if h.refused is None])
+        return handles
+
+    def batch_by_id(self, batch_id: uuid.UUID | str) -> Batch:
+        """The batch with this id, fresh from the database (BatchNotFound if none)."""
+        return batch_records.get(self.database, uuid.UUID(str(batch_id)), owner=self)
+
+    def batches(self, *, limit: int = batch_records.LIST_LIMIT) -> list[Batch]:
+        """Batches, newest first."""
+        return batch_records.find(self.database, limit=limit, owner=self)
+
+    def batch_jobs(
+        self, batch_id: uuid.UUID | str, *, limit: int = batch_records.JOBS_LIMIT
+    ) -> list[Job]:
+        """The jobs of a batch, oldest first."""
+        return batch_records.jobs(self.database, uuid.UUID(str(batch_id)), self.reader, limit)
+
+    def retry_batch(self, batch_id: uuid.UUID | str) -> int:
+        """Retry a batch's discarded jobs; how many (``Batch.retry``)."""
+        return batch_records.retry(self.database, uuid.UUID(str(batch_id)))
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -338,6 +477,7 @@ class GoodJob:
             raise_errors=raise_errors,
             loop=loop,
             shutdown=shutdown,
+            batches=self.batch_by_id,
         )
 
     # -- cron ---------------------------------------------------------------------------------
@@ -457,6 +597,20 @@ class GoodJob:
         if self.job_locks is not None:
             self.job_locks.close()
         self.database.close()
+
+
+def _name(task: Task[Any, Any] | None) -> str | None:
+    return None if task is None else task.name
+
+
+def _agreed(what: str, values: set[Any]) -> Any:
+    """The one value the callbacks of a batch agree on; a ConfigurationError if they differ."""
+    if len(values) > 1:
+        raise ConfigurationError(
+            f"the batch's callbacks have different {what}s ({', '.join(sorted(map(str, values)))}):"
+            f" pass callback_{what}="
+        )
+    return values.pop()
 
 
 def _paused_thing(

@@ -30,6 +30,7 @@ class JobContext:
     attempt: int  # 1 on the first run
     interrupted: bool  # the previous attempt's process stopped before it finished
     labels: tuple[str, ...] = ()
+    batch_id: uuid.UUID | None = None  # the batch it belongs to: the jobs it enqueues join it
     _shutdown: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancelled: CancelFlag = field(default_factory=CancelFlag, repr=False)
 

@@ -77,6 +77,10 @@ class JobNotFound(Error, LookupError):
     """No job has the given id."""
 
 
+class BatchNotFound(Error, LookupError):
+    """No batch has the given id."""
+
+
 class JobStateError(Error):
     """The operation does not fit the job's current state."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -35,6 +36,8 @@ class TaskOptions:
     run_at: dt.datetime | None = None
     connection: Any = None
     concurrency_key: str | None = None
+    # Set by a batch on the requests it inserts (gj.batch, Batch.add), never by using().
+    batch_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)

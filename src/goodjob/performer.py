@@ -123,6 +123,7 @@ class Performer:
         raise_errors: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
         shutdown: threading.Event | None = None,
+        batches: Callable[[uuid.UUID], Any] | None = None,
     ) -> None:
         self.database = database
         self.tracker = tracker
@@ -150,6 +151,7 @@ class Performer:
         self.raise_errors = raise_errors
         self.loop = loop
         self.shutdown = shutdown or threading.Event()
+        self.batches = batches  # a batch's handle by id, for its callbacks' first argument
 
     # -- claiming -----------------------------------------------------------------------------
 
@@ -286,6 +288,9 @@ class Performer:
             # job can never run, so it ends here, whatever its retry policy says.
             return failed(job, "discarded", "discarded", error, duration=time.monotonic() - started)
         try:
+            if job.batch_callback_id is not None and args and self.batches is not None:
+                # A batch's callback is called with the batch (stored as its id) and the event.
+                args[0] = self.batches(job.batch_callback_id)
             if task is None:
                 raise UnknownTaskError(
                     f"no task named {job.task_name!r} is registered on this worker's app; "
@@ -333,6 +338,7 @@ class Performer:
             job.attempt,
             job.interrupted,
             job.labels,
+            job.batch_id,
             self.shutdown,
         )
         with self._running_lock:
@@ -401,7 +407,11 @@ class Performer:
         middleware's ``after_record`` sees those recorded."""
         if not outcomes:
             return set()
-        preserve = [self.policy.preserve(o.kind, o.error_event) for o in outcomes]
+        # A batch's jobs are kept while it runs, whatever the settings: settling it reads them.
+        preserve = [
+            o.job.batch_id is not None or self.policy.preserve(o.kind, o.error_event)
+            for o in outcomes
+        ]
         try:
             recorded = claims.complete(self.database, self.tracker.process_id, outcomes, preserve)
         finally:

@@ -18,6 +18,8 @@ from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.records.jobs import Job
 from goodjob.retry import Retry
 
+# What using() accepts: every option but the batch, which gj.batch() and Batch.add() set.
+USING_OPTIONS = tuple(f.name for f in dataclasses.fields(TaskOptions) if f.name != "batch_id")
 P = ParamSpec("P")
 R = TypeVar("R")
 # Called with the error of a failed attempt; returning (not raising) marks the error handled.
@@ -47,7 +49,7 @@ class Task(Generic[P, R]):
         name: str | None = None,
         options: TaskOptions | None = None,
         retry: Retry | None = None,
-        discard_on: tuple[type[BaseException], ...] = (),
+        discard_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         timeout: float | None = None,
         handle: ErrorHandler | None = None,
         concurrency: Concurrency | None = None,
@@ -93,11 +95,11 @@ class Task(Generic[P, R]):
 
     def using(self, **options: Any) -> Task[P, R]:
         """A copy of this task whose enqueues use ``options`` (queue, priority, wait, ...)."""
-        unknown = set(options) - {f.name for f in dataclasses.fields(TaskOptions)}
+        unknown = set(options) - set(USING_OPTIONS)
         if unknown:
             raise ConfigurationError(
                 f"unknown enqueue option {sorted(unknown)[0]!r}; options are: "
-                + ", ".join(f.name for f in dataclasses.fields(TaskOptions))
+                + ", ".join(USING_OPTIONS)
             )
         if options.get("concurrency_key") is not None and self.concurrency is None:
             raise _unlimited_key(self.name)

@@ -317,7 +317,7 @@ claimed AS (
     WHERE j.ctid = c.tid AND j.id = c.id AND j.locked_by_id IS NULL
     RETURNING j.id, j.queue_name, j.priority, j.task_name, j.arguments, j.scheduled_at,
               j.executions_count, j.labels, j.created_at, j.performed_at, j.concurrency_key,
-              j.cancelled_at IS NOT NULL AS cancelled
+              j.cancelled_at IS NOT NULL AS cancelled, j.batch_id, j.batch_callback_id
 ),{gate_noted}
 started AS (
     INSERT INTO goodjob_executions
@@ -336,7 +336,7 @@ interrupted AS (
     RETURNING e.job_id
 )
 SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions_count,
-       j.labels, j.concurrency_key, j.cancelled,
+       j.labels, j.concurrency_key, j.cancelled, j.batch_id, j.batch_callback_id,
        -- As text, decoded by the thread that runs the job: a row psycopg could not decode
        -- (nested too deep) would otherwise fail the whole claim after it committed (issue 11).
        j.arguments::text AS arguments,
@@ -681,6 +681,10 @@ WITH doomed AS (
     WHERE finished_at IS NOT NULL
       AND finished_at < now() - make_interval(secs => %(older_than)s)
       AND (%(include_discarded)s OR error IS NULL)
+      -- a batch's jobs stay while it is unfinished: settling it reads them
+      AND (batch_id IS NULL
+           OR EXISTS (SELECT 1 FROM goodjob_batches b
+                      WHERE b.id = batch_id AND b.finished_at IS NOT NULL))
     ORDER BY finished_at
     LIMIT %(chunk)s
     FOR UPDATE SKIP LOCKED
@@ -850,3 +854,163 @@ SELECT split_part(key, ':', 2) AS kind, substr(key, length(split_part(key, ':', 
 FROM goodjob_settings
 WHERE key LIKE 'pause:%'
 ORDER BY key;
+
+-- name: batch_insert
+-- A new batch, enqueued: its jobs go in with it, in the same transaction (records/batches.py).
+INSERT INTO goodjob_batches
+    (id, description, properties, on_finish, on_success, on_discard, callback_queue_name,
+     callback_priority, enqueued_at)
+VALUES (%(id)s, %(description)s, %(properties)s::jsonb, %(on_finish)s, %(on_success)s,
+        %(on_discard)s, %(callback_queue_name)s, %(callback_priority)s, now());
+
+-- name: batches_lock
+-- Locks batches' rows, in id order (every writer of a batch's state locks in this order, so
+-- two never wait on each other), before their jobs change: batches_settle, a statement after
+-- this one, then sees every change to those jobs that committed. Returns the ids locked.
+SELECT id FROM goodjob_batches WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: batches_lock_of_job
+-- batches_lock for an operation on one job: the batch it belongs to, or whose callback it runs.
+SELECT b.id
+FROM goodjob_batches b
+WHERE b.id = (SELECT coalesce(j.batch_id, j.batch_callback_id) FROM goodjob_jobs j
+              WHERE j.id = %(id)s)
+FOR NO KEY UPDATE OF b;
+
+-- name: batches_settle
+-- After their jobs changed, in the transaction that changed them and locked their rows first
+-- (batches_lock): brings the batches' state up to date and enqueues the callbacks of what just
+-- happened, each exactly once, since every such decision is taken under the batch's lock from
+-- the committed truth. The first discarded job fires on_discard; the last job to finish fires
+-- on_finish, and on_success when none was discarded. A batch whose jobs are all finished is
+-- itself finished once its callbacks have run. Jobs added or retried reopen it (and a retry
+-- that leaves no discarded job clears discarded_at), so its callbacks fire again when they
+-- finish. Callback jobs take ids minted by the caller (%(callback_ids)s, UUIDv7 like every
+-- job's) and the batch's callback queue and priority; the arguments are the batch's id and the
+-- event, which the worker turns into (Batch, event).
+WITH b AS MATERIALIZED (
+    SELECT b.id, b.on_finish, b.on_success, b.on_discard, b.callback_queue_name,
+           b.callback_priority, b.discarded_at, b.jobs_finished_at,
+           EXISTS (SELECT 1 FROM goodjob_jobs j
+                   WHERE j.batch_id = b.id AND j.finished_at IS NULL) AS open,
+           EXISTS (SELECT 1 FROM goodjob_jobs j
+                   WHERE j.batch_id = b.id AND j.finished_at IS NOT NULL
+                     AND j.error IS NOT NULL) AS discarded,
+           EXISTS (SELECT 1 FROM goodjob_jobs j
+                   WHERE j.batch_callback_id = b.id AND j.finished_at IS NULL) AS calling
+    FROM goodjob_batches b
+    WHERE b.id = ANY(%(ids)s::uuid[]) AND b.enqueued_at IS NOT NULL
+),
+events AS MATERIALIZED (
+    SELECT e.*, row_number() OVER (ORDER BY e.id, e.event) AS n
+    FROM (
+        SELECT b.id, 'discard' AS event, b.on_discard AS task FROM b
+        WHERE b.discarded AND b.discarded_at IS NULL AND b.on_discard IS NOT NULL
+        UNION ALL
+        SELECT b.id, 'finish', b.on_finish FROM b
+        WHERE NOT b.open AND b.jobs_finished_at IS NULL AND b.on_finish IS NOT NULL
+        UNION ALL
+        SELECT b.id, 'success', b.on_success FROM b
+        WHERE NOT b.open AND NOT b.discarded AND b.jobs_finished_at IS NULL
+          AND b.on_success IS NOT NULL
+    ) AS e
+),
+inserted AS (
+    INSERT INTO goodjob_jobs
+        (id, queue_name, priority, task_name, arguments, scheduled_at, batch_callback_id)
+    SELECT (%(callback_ids)s::uuid[])[e.n], coalesce(b.callback_queue_name, 'default'),
+           coalesce(b.callback_priority, 0), e.task,
+           jsonb_build_object('args', jsonb_build_array(e.id::text, e.event),
+                              'kwargs', '{}'::jsonb),
+           now(), e.id
+    FROM events e JOIN b ON b.id = e.id
+    RETURNING queue_name
+),
+updated AS (
+    UPDATE goodjob_batches x
+    SET discarded_at = CASE WHEN b.discarded THEN coalesce(x.discarded_at, now())
+                            WHEN b.open THEN NULL
+                            ELSE x.discarded_at END,
+        jobs_finished_at = CASE WHEN NOT b.open THEN coalesce(x.jobs_finished_at, now()) END,
+        finished_at = CASE WHEN NOT (b.open OR b.calling
+                                     OR EXISTS (SELECT 1 FROM events e WHERE e.id = b.id))
+                           THEN coalesce(x.finished_at, now()) END,
+        updated_at = now()
+    FROM b
+    WHERE x.id = b.id
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', q.queue_name)::text)
+    FROM (SELECT DISTINCT queue_name FROM inserted) AS q
+)
+SELECT e.id, e.event, e.task, (SELECT count(*) FROM woken) AS notified
+FROM events e;
+
+-- name: batch_get
+-- One batch, with the number of its jobs in each status.
+SELECT b.*,
+       (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
+        FROM (SELECT {status} AS status, count(*) AS n
+              FROM goodjob_jobs j WHERE j.batch_id = b.id GROUP BY 1) AS s) AS counts
+FROM goodjob_batches b
+WHERE b.id = %(id)s;
+
+-- name: batches_list
+-- Batches, newest first, with the number of their jobs in each status.
+SELECT b.*,
+       (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
+        FROM (SELECT {status} AS status, count(*) AS n
+              FROM goodjob_jobs j WHERE j.batch_id = b.id GROUP BY 1) AS s) AS counts
+FROM goodjob_batches b
+ORDER BY b.created_at DESC, b.id DESC
+LIMIT %(limit)s;
+
+-- name: batch_jobs
+-- The jobs of one batch, oldest first.
+SELECT j.*, {status} AS status
+FROM goodjob_jobs j
+WHERE j.batch_id = %(id)s
+ORDER BY j.id
+LIMIT %(limit)s;
+
+-- name: batch_retry
+-- Re-queues the discarded jobs of a batch, after batches_lock, before batches_settle (which
+-- reopens the batch). Keyed jobs get their key's row back, as in job_retry.
+WITH doomed AS (
+    SELECT j.id, j.concurrency_key
+    FROM goodjob_jobs j
+    WHERE j.batch_id = %(id)s AND j.finished_at IS NOT NULL AND j.error IS NOT NULL
+),
+key_rows AS (
+    INSERT INTO goodjob_concurrency AS c (key)
+    SELECT DISTINCT d.concurrency_key FROM doomed d WHERE d.concurrency_key IS NOT NULL
+    ORDER BY 1
+    ON CONFLICT (key) DO UPDATE SET updated_at = statement_timestamp()
+),
+retried AS (
+    UPDATE goodjob_jobs j
+    SET finished_at = NULL, scheduled_at = now(), locked_by_id = NULL, locked_at = NULL,
+        cancelled_at = NULL, updated_at = now()
+    FROM doomed d
+    WHERE j.id = d.id
+    RETURNING j.id, j.queue_name
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', q.queue_name)::text)
+    FROM (SELECT DISTINCT queue_name FROM retried) AS q
+)
+SELECT count(*) AS retried, (SELECT count(*) FROM woken) AS notified FROM retried;
+
+-- name: batches_cleanup
+-- Deletes up to %(chunk)s batches finished more than %(older_than)s seconds ago whose jobs and
+-- callbacks are gone (jobs_cleanup deletes them first).
+DELETE FROM goodjob_batches b
+WHERE b.id IN (
+    SELECT x.id FROM goodjob_batches x
+    WHERE x.finished_at < now() - make_interval(secs => %(older_than)s)
+      AND NOT EXISTS (SELECT 1 FROM goodjob_jobs j WHERE j.batch_id = x.id)
+      AND NOT EXISTS (SELECT 1 FROM goodjob_jobs j WHERE j.batch_callback_id = x.id)
+    LIMIT %(chunk)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING b.id;

@@ -29,6 +29,12 @@ CREATE TABLE goodjob_batches (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE goodjob_batches IS 'Groups of jobs with callbacks when they all finish';
+COMMENT ON COLUMN goodjob_batches.enqueued_at IS 'when its jobs were first inserted (its block exited)';
+COMMENT ON COLUMN goodjob_batches.discarded_at IS 'when the first of its jobs was discarded (on_discard)';
+COMMENT ON COLUMN goodjob_batches.jobs_finished_at IS 'when all its jobs had finished (on_finish, on_success)';
+COMMENT ON COLUMN goodjob_batches.finished_at IS 'when its jobs and the callbacks they started had finished';
+-- Batches listed newest first.
+CREATE INDEX goodjob_batches_created ON goodjob_batches (created_at, id);
 
 CREATE TABLE goodjob_jobs (
     id uuid PRIMARY KEY,
@@ -97,6 +103,14 @@ CREATE INDEX goodjob_jobs_keyed_queued ON goodjob_jobs (concurrency_key, priorit
 CREATE INDEX goodjob_jobs_keyed_running ON goodjob_jobs (concurrency_key)
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NOT NULL;
 CREATE INDEX goodjob_jobs_batch ON goodjob_jobs (batch_id) WHERE batch_id IS NOT NULL;
+-- Settling a batch: whether any of its jobs is unfinished, or was discarded (one probe each),
+-- and whether its callbacks are still to run.
+CREATE INDEX goodjob_jobs_batch_unfinished ON goodjob_jobs (batch_id)
+    WHERE batch_id IS NOT NULL AND finished_at IS NULL;
+CREATE INDEX goodjob_jobs_batch_discarded ON goodjob_jobs (batch_id)
+    WHERE batch_id IS NOT NULL AND finished_at IS NOT NULL AND error IS NOT NULL;
+CREATE INDEX goodjob_jobs_batch_callback ON goodjob_jobs (batch_callback_id)
+    WHERE batch_callback_id IS NOT NULL AND finished_at IS NULL;
 -- Exactly-once cron enqueues across processes.
 CREATE UNIQUE INDEX goodjob_jobs_cron ON goodjob_jobs (cron_key, cron_at)
     WHERE cron_key IS NOT NULL;
@@ -164,4 +178,4 @@ CREATE TABLE goodjob_migrations (
 );
 INSERT INTO goodjob_migrations (version)
 VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007'),
-       ('0008');
+       ('0008'), ('0009');

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from goodjob.db import CHANNEL, Database, json_text
 from goodjob.db.queries import qualify
 from goodjob.queues import QueueSelection
+from goodjob.records.settling import settling
 
 Kind = Literal["succeeded", "discarded", "retry", "release"]
 
@@ -187,6 +188,13 @@ class ClaimedJob:
     pool: int = 0  # the index of the pool that claimed it
     concurrency_key: str | None = None
     cancelled: bool = False  # cancelled while its previous attempt ran: discarded, not run
+    batch_id: uuid.UUID | None = None  # the batch it belongs to
+    batch_callback_id: uuid.UUID | None = None  # the batch whose callback it is
+
+    @property
+    def batches(self) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """The batches whose state its outcome may change."""
+        return self.batch_id, self.batch_callback_id
 
     @classmethod
     def from_row(cls, row: dict[str, Any], claimed_at: float = 0.0, pool: int = 0) -> ClaimedJob:
@@ -204,6 +212,8 @@ class ClaimedJob:
             pool=pool,
             concurrency_key=row.get("concurrency_key"),
             cancelled=bool(row.get("cancelled")),
+            batch_id=row.get("batch_id"),
+            batch_callback_id=row.get("batch_callback_id"),
         )
 
 
@@ -266,6 +276,8 @@ def complete(
 
     ``preserve`` says, per outcome, whether a finished job's row is kept. Recorded retries and
     releases wake their queues once each, with the earliest time one of their jobs is due.
+    Outcomes of batches' jobs are recorded with their batches locked, and settled (callbacks
+    enqueued) in the same transaction (records/settling.py).
     """
     params = {
         "process_id": process_id,
@@ -282,7 +294,13 @@ def complete(
         "durations": [o.duration for o in outcomes],
         "preserve": list(preserve),
     }
-    recorded = {row["id"] for row in db.execute("jobs_complete", params)}
+    batches = [batch_id for o in outcomes for batch_id in o.job.batches if batch_id is not None]
+    if not batches:
+        rows = db.execute("jobs_complete", params)
+    else:
+        with settling(db, batches) as tx:
+            rows = db.execute("jobs_complete", params, conn=tx)
+    recorded = {row["id"] for row in rows}
     due: dict[str, float] = {}
     for o in outcomes:
         if o.kind in ("retry", "release") and o.job.id in recorded:

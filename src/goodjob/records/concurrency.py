@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -106,7 +107,11 @@ def _in_order(count: int, *placed: Iterable[tuple[int, Job]]) -> list[Job]:
 
 
 def insert(
-    db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any = None
+    db: Database,
+    requests: Sequence[JobRequest],
+    reader: JobReader,
+    conn: Any = None,
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[Job]:
     """:func:`goodjob.records.enqueue.insert` for a batch with keyed jobs: the handles in the
     order of the requests, a refused request's telling why (``Job.refused``)."""
@@ -119,13 +124,23 @@ def insert(
     ):
         db.run("concurrency_keys_prepare", keys_params(requests), conn=tx)
         for index in limited:
-            jobs = NewJobs.of([requests[index]])
+            jobs = NewJobs.of([requests[index]], None if ids is None else [ids[index]])
             row = db.execute("concurrency_enqueue", _enqueue_params(jobs, limit), conn=tx)[0]
             blocker = None
             if row["blocker"] is not None:
                 blocker = db.fetchone("job_get", {"id": row["blocker"]}, conn=tx)
             counted.append((index, _handle(reader, jobs, row, blocker)))
-        inserted = enqueue.insert(db, [requests[i] for i in rest], reader, tx) if rest else []
+        inserted = (
+            enqueue.insert(
+                db,
+                [requests[i] for i in rest],
+                reader,
+                tx,
+                None if ids is None else [ids[i] for i in rest],
+            )
+            if rest
+            else []
+        )
     return _in_order(len(requests), counted, zip(rest, inserted, strict=True))
 
 

@@ -95,12 +95,13 @@ class NewJobs:
     arguments: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, requests: Sequence[JobRequest]) -> NewJobs:
-        """Mint the ids (together: one lock, one read of random bytes) and encode the arguments
-        (refusing what JSON cannot carry, before anything is inserted)."""
+    def of(cls, requests: Sequence[JobRequest], ids: Sequence[uuid.UUID] | None = None) -> NewJobs:
+        """Mint the ids (together: one lock, one read of random bytes), unless given (a batch
+        minted them when its block collected the requests), and encode the arguments (refusing
+        what JSON cannot carry, before anything is inserted)."""
         return cls(
             requests,
-            new_ids(len(requests)),
+            new_ids(len(requests)) if ids is None else list(ids),
             [
                 encode_arguments(r.args, r.kwargs) if r.args or r.kwargs else NO_ARGUMENTS
                 for r in requests
@@ -121,7 +122,7 @@ def _row(request: JobRequest) -> dict[str, Any]:
         "run_at": options.run_at,
         "wait": float(options.wait),
         "concurrency_key": options.concurrency_key,
-        "batch_id": None,
+        "batch_id": options.batch_id,
     }
 
 
@@ -244,14 +245,18 @@ def notify_params(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 
 
 def insert(
-    db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any = None
+    db: Database,
+    requests: Sequence[JobRequest],
+    reader: JobReader,
+    conn: Any = None,
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> EnqueuedJobs:
-    """Insert jobs for ``requests`` and wake each of their queues once; on ``conn`` (the
-    caller's) if given. Returns the jobs' handles."""
-    if conn is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
+    """Insert jobs for ``requests`` (with these ``ids``, or new ones) and wake each of their
+    queues once; on ``conn`` (the caller's) if given. Returns the jobs' handles."""
+    if conn is None and ids is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
         return _insert_pipelined(db, requests, reader)
     limit = db.settings.max_payload_bytes
-    jobs = NewJobs.of(requests)
+    jobs = NewJobs.of(requests, ids)
     if len(jobs) == 1:
         db.run("jobs_insert_one", insert_one_params(jobs, limit), conn=conn)
     elif len(jobs) < COPY_THRESHOLD:
@@ -357,5 +362,6 @@ def _shared_fields(reader: JobReader, request: JobRequest) -> dict[str, Any]:
         "created_at": None,
         "labels": options.labels,
         "concurrency_key": options.concurrency_key,
+        "batch_id": options.batch_id,
         "reader": reader,
     }

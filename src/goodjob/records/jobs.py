@@ -18,6 +18,7 @@ from typing import Any
 
 from goodjob.db import CHANNEL, Database
 from goodjob.errors import JobFailed, JobNotFound, JobStateError, WaitTimeout
+from goodjob.records.settling import settling_job
 from goodjob.serialization import (
     decode,
     decode_arguments,
@@ -248,14 +249,19 @@ def _refused(db: Database, job_id: uuid.UUID, action: str, needs: str) -> JobSta
 
 def retry(db: Database, job_id: uuid.UUID) -> None:
     """Re-queue a discarded job to run now."""
-    if not db.execute("job_retry", {"id": job_id, "channel": CHANNEL}):
+    with settling_job(db, job_id) as tx:
+        retried = db.execute("job_retry", {"id": job_id, "channel": CHANNEL}, conn=tx)
+    if not retried:
         raise _refused(db, job_id, "retry", "only discarded jobs can be retried")
 
 
 def discard(db: Database, job_id: uuid.UUID, *, force: bool = False) -> None:
     """Finish an unfinished job as discarded; a running one only with ``force``."""
     error = "goodjob.JobDiscarded: discarded by an operator" + (" while running" if force else "")
-    if not db.execute("job_discard", {"id": job_id, "force": force, "error": error}):
+    with settling_job(db, job_id) as tx:
+        params = {"id": job_id, "force": force, "error": error}
+        discarded = db.execute("job_discard", params, conn=tx)
+    if not discarded:
         raise _refused(
             db, job_id, "discard", "only unfinished jobs can be discarded (running: force=True)"
         )
@@ -268,7 +274,9 @@ def cancel(db: Database, job_id: uuid.UUID) -> None:
     """Cancel an unfinished job: one waiting ends discarded now; a running one's process is
     told, and the job ends discarded when its worker records the attempt (``job_cancel``)."""
     params = {"id": job_id, "error": CANCELLED, "channel": CHANNEL}
-    if not db.execute("job_cancel", params):
+    with settling_job(db, job_id) as tx:
+        cancelled = db.execute("job_cancel", params, conn=tx)
+    if not cancelled:
         raise _refused(db, job_id, "cancel", "only unfinished jobs can be cancelled")
 
 
@@ -288,7 +296,9 @@ def cleanup(
     db: Database, *, older_than: float, include_discarded: bool, chunk: int = CLEANUP_CHUNK
 ) -> int:
     """Delete finished jobs older than ``older_than`` seconds, chunk by chunk; how many. The
-    rows of concurrency keys no longer in use go too (the gated claim reads every row)."""
+    rows of concurrency keys no longer in use go too (the gated claim reads every row), and
+    the batches finished that long ago, once their jobs are gone (a batch's jobs stay until it
+    finishes)."""
     db.execute("concurrency_cleanup")
     total = 0
     while True:
@@ -296,4 +306,8 @@ def cleanup(
         deleted = len(db.execute("jobs_cleanup", params))
         total += deleted
         if deleted < chunk:
-            return total
+            break
+    params = {"older_than": older_than, "chunk": chunk}
+    while len(db.execute("batches_cleanup", params)) == chunk:
+        pass
+    return total
