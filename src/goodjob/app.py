@@ -157,7 +157,7 @@ class GoodJob:
                 options=TaskOptions(queue=queue, priority=priority, labels=tuple(labels)),
                 retry=retry,
                 # One error class or several (Task checks them).
-            discard_on=discard_on if isinstance(discard_on, type) else tuple(discard_on),
+                discard_on=discard_on if isinstance(discard_on, type) else tuple(discard_on),
                 timeout=timeout,
                 handle=handle,
                 concurrency=concurrency,
@@ -339,7 +339,7 @@ class GoodJob:
             return []
         if self.middleware:
             requests = self.middleware.before_enqueue(requests)
-        return self._insert_into_batch(uuid.UUID(str(batch_id)), requests, connection)
+        return self._insert_into_batch(_id(batch_id, "batch"), requests, connection)
 
     def _insert_into_batch(
         self, batch_id: uuid.UUID, requests: Sequence[JobRequest], connection: Any
@@ -355,7 +355,7 @@ class GoodJob:
 
     def batch_by_id(self, batch_id: uuid.UUID | str) -> Batch:
         """The batch with this id, fresh from the database (BatchNotFound if none)."""
-        return batch_records.get(self.database, uuid.UUID(str(batch_id)), owner=self)
+        return batch_records.get(self.database, _id(batch_id, "batch"), owner=self)
 
     def batches(self, *, limit: int = batch_records.LIST_LIMIT) -> list[Batch]:
         """Batches, newest first."""
@@ -365,17 +365,17 @@ class GoodJob:
         self, batch_id: uuid.UUID | str, *, limit: int = batch_records.JOBS_LIMIT
     ) -> list[Job]:
         """The jobs of a batch, oldest first."""
-        return batch_records.jobs(self.database, uuid.UUID(str(batch_id)), self.reader, limit)
+        return batch_records.jobs(self.database, _id(batch_id, "batch"), self.reader, limit)
 
     def retry_batch(self, batch_id: uuid.UUID | str) -> int:
         """Retry a batch's discarded jobs; how many (``Batch.retry``)."""
-        return batch_records.retry(self.database, uuid.UUID(str(batch_id)))
+        return batch_records.retry(self.database, _id(batch_id, "batch"))
 
     # -- jobs ---------------------------------------------------------------------------------
 
     def job(self, job_id: uuid.UUID | str) -> Job:
         """The job with this id, fresh from the database."""
-        return self.reader.job(uuid.UUID(str(job_id)))
+        return self.reader.job(_id(job_id, "job"))
 
     def jobs(
         self,
@@ -400,27 +400,27 @@ class GoodJob:
 
     def retry_job(self, job_id: uuid.UUID | str) -> Job:
         """Run a discarded job again (now); JobStateError for any other state."""
-        job_records.retry(self.database, uuid.UUID(str(job_id)))
+        job_records.retry(self.database, _id(job_id, "job"))
         return self.job(job_id)
 
     def discard_job(self, job_id: uuid.UUID | str, *, force: bool = False) -> Job:
         """End an unfinished job as discarded. A running one is refused unless ``force``:
         then its worker's late completion is fenced out, though its code may still finish."""
-        job_records.discard(self.database, uuid.UUID(str(job_id)), force=force)
+        job_records.discard(self.database, _id(job_id, "job"), force=force)
         return self.job(job_id)
 
     def cancel_job(self, job_id: uuid.UUID | str) -> Job:
         """Cancel an unfinished job (see :meth:`Job.cancel`)."""
-        return self.reader.cancel(uuid.UUID(str(job_id)))
+        return self.reader.cancel(_id(job_id, "job"))
 
     def reschedule_job(self, job_id: uuid.UUID | str) -> Job:
         """Make a job that waits to run (scheduled, queued, retried) due now."""
-        job_records.reschedule(self.database, uuid.UUID(str(job_id)))
+        job_records.reschedule(self.database, _id(job_id, "job"))
         return self.job(job_id)
 
     def destroy_job(self, job_id: uuid.UUID | str) -> None:
         """Delete a finished job and its executions."""
-        job_records.destroy(self.database, uuid.UUID(str(job_id)))
+        job_records.destroy(self.database, _id(job_id, "job"))
 
     def cleanup_preserved_jobs(
         self,
@@ -597,6 +597,17 @@ class GoodJob:
         if self.job_locks is not None:
             self.job_locks.close()
         self.database.close()
+
+
+def _id(value: uuid.UUID | str, what: str) -> uuid.UUID:
+    """An id given by a caller (a CLI argument, a URL); a ConfigurationError naming it if it
+    is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ConfigurationError(f"{what} id {value!r} is not a valid id (a UUID)") from None
 
 
 def _name(task: Task[Any, Any] | None) -> str | None:

@@ -7,6 +7,8 @@ import importlib.resources
 import goodjob
 
 PUBLIC_API = {
+    "Batch",
+    "BatchNotFound",
     "CapsuleTracker",
     "ClaimedJob",
     "ConfigurationError",
@@ -27,6 +29,7 @@ PUBLIC_API = {
     "JobStateError",
     "JobTimeout",
     "Middleware",
+    "NewBatch",
     "Outcome",
     "QueueStringError",
     "Retry",

@@ -23,7 +23,7 @@ from rich.table import Table
 from goodjob.bench import history, recovery, rounds
 from goodjob.bench import scenarios as sc
 from goodjob.bench.environment import WorkerConfig, fresh_database, migrated_app, server_facts
-from goodjob.bench.workload import KEYS, PERFORM_LIMIT
+from goodjob.bench.workload import BATCHES, KEYS, PERFORM_LIMIT
 
 ALL = ("enqueue", "drain", "latency", "history", "recovery")
 Emit = Callable[[dict[str, Any]], None]
@@ -182,6 +182,7 @@ class Run:
         empty_rounds: list[dict[str, Any]] = []
         history_rounds: list[dict[str, Any]] = []
         limited_rounds: list[dict[str, Any]] = []
+        batched_rounds: list[dict[str, Any]] = []
         seed_seconds = 0.0
         with contextlib.ExitStack() as stack:
             empty_url = stack.enter_context(fresh_database(o.url, "goodjob_drain"))
@@ -190,10 +191,12 @@ class Run:
             if "history" in o.scenarios:
                 history_url = stack.enter_context(fresh_database(o.url, "goodjob_history"))
                 seed_seconds = self._seed(history_url)
-            limited_url = None
+            limited_url = batched_url = None
             if "drain" in o.scenarios:
                 limited_url = stack.enter_context(fresh_database(o.url, "goodjob_limited"))
                 migrated_app(limited_url).close()
+                batched_url = stack.enter_context(fresh_database(o.url, "goodjob_batched"))
+                migrated_app(batched_url).close()
             for r in range(1, s.rounds + 1):
                 of = f"round {r}/{s.rounds}"
                 base_rounds.append(
@@ -214,6 +217,14 @@ class Run:
                     limited_rounds.append(
                         sc.goodjob_drain(limited_url, s, WorkerConfig(), "drain-limited", KEYS)
                     )
+                if batched_url is not None:
+                    self._say(f"goodjob-drain-batched {of} ...")
+                    history.settle(batched_url)
+                    batched_rounds.append(
+                        sc.goodjob_drain(
+                            batched_url, s, WorkerConfig(), "drain-batched", batches=BATCHES
+                        )
+                    )
         base = rounds.combine(base_rounds)
         empty = rounds.combine(empty_rounds)
         line = _drain_line("drain_default", empty, base)
@@ -224,6 +235,13 @@ class Run:
                 "keys": KEYS,
                 "perform_limit": PERFORM_LIMIT,
                 "ratio_to_unlimited": _ratio(limited["jobs_per_s"], empty["jobs_per_s"]),
+            }
+        if batched_rounds:
+            batched = rounds.combine(batched_rounds)
+            line["goodjob"]["batched"] = {
+                **_rounded(batched),
+                "batches": BATCHES,
+                "ratio_to_unbatched": _ratio(batched["jobs_per_s"], empty["jobs_per_s"]),
             }
         self._add(line)
         if history_rounds:
@@ -338,6 +356,13 @@ def _figure(scenario: str, figures: dict[str, Any] | None) -> str:
         text += (
             f"\nlimits on {limited['keys']} keys (perform_limit {limited['perform_limit']}),"
             f" {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, limited)}"
+        )
+    if "batched" in figures:  # the default drain's, its jobs in batches: a line of its own
+        batched = figures["batched"]
+        ratio = batched["ratio_to_unbatched"]
+        text += (
+            f"\nin {batched['batches']} batches,"
+            f" {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, batched)}"
         )
     return text
 

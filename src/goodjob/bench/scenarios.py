@@ -220,12 +220,14 @@ def _rates(counts: list[int], seconds: list[float]) -> list[float]:
 
 
 def goodjob_drain(
-    url: str, sizes: Sizes, config: WorkerConfig, label: str, keys: int = 0
+    url: str, sizes: Sizes, config: WorkerConfig, label: str, keys: int = 0, batches: int = 0
 ) -> dict[str, Any]:
     """Jobs/s of workers draining ``sizes.jobs`` queued no-op jobs, and the exactly-once count.
 
     With ``keys``, the jobs are the keyed no-op's, under a concurrency limit, their keys taken
-    in turn from ``keys`` of them: the workers claim them in the gated form.
+    in turn from ``keys`` of them: the workers claim them in the gated form. With ``batches``,
+    the jobs are split evenly among that many batches (each with an ``on_finish`` callback, a
+    no-op job that is not counted): each completion then settles its batch.
     Only the jobs enqueued here are counted, by id: the history rounds run one after another on
     the same database, each on top of the previous rounds' finished jobs.
     """
@@ -237,9 +239,17 @@ def goodjob_drain(
 
     ids: list[uuid.UUID] = []
     try:
-        for offset in range(0, sizes.jobs, sizes.chunk):
-            chunk = range(offset, min(offset + sizes.chunk, sizes.jobs))
-            ids += [job.id for job in app.enqueue_all([request(i) for i in chunk])]
+        if batches:
+            per_batch = -(-sizes.jobs // batches)
+            for offset in range(0, sizes.jobs, per_batch):
+                chunk = range(offset, min(offset + per_batch, sizes.jobs))
+                with app.batch(on_finish=tasks.noop) as batch:
+                    app.enqueue_all([request(i) for i in chunk])
+                ids += [job.id for job in batch.jobs]
+        else:
+            for offset in range(0, sizes.jobs, sizes.chunk):
+                chunk = range(offset, min(offset + sizes.chunk, sizes.jobs))
+                ids += [job.id for job in app.enqueue_all([request(i) for i in chunk])]
     finally:
         app.close()
     sql(url, "ANALYZE goodjob_jobs")

@@ -25,6 +25,7 @@ STAMP = "bench.stamp"
 LONG = "bench.long"
 KEYS = 100  # the keyed drain's concurrency keys, taken by its jobs in turn
 PERFORM_LIMIT = 2  # running jobs per key: 200 slots for 5 threads, so the limits rarely bind
+BATCHES = 200  # the batched drain's batches, its jobs split evenly among them
 
 RECOVERY_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_recovery (

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from goodjob import embedded
+from goodjob.cli.batches import COMMANDS as batch_commands
 from goodjob.cli.bench import bench
 from goodjob.cli.controls import COMMANDS as control_commands
 from goodjob.cli.demo import demo
@@ -153,7 +154,7 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-for command in (start, demo, bench, *job_commands, *control_commands):
+for command in (start, demo, bench, *job_commands, *batch_commands, *control_commands):
     main.add_command(command)
 
 __all__ = ["main"]
