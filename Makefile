@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict and the import
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+chaos: $(STAMP)  ## the chaos suite at full size and default liveness settings; prints its table
+	GOODJOB_CHAOS=full $(PY) -m pytest --timeout 900 tests/acceptance/test_chaos.py
 
 bench: $(STAMP)  ## throughput, latency and recovery figures
 	$(VENV)/bin/goodjob bench

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db.migrate import migrate
+from tests import chaos
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".goodjob" / "test-postgres"
@@ -173,3 +175,18 @@ def no_leaks() -> Iterator[None]:
     while _goodjob_threads() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _goodjob_threads(), f"goodjob threads leaked: {_goodjob_threads()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, before it starts any worker
+        path = ROOT / ".goodjob" / f"chaos-results-{os.getpid()}.jsonl"
+        os.environ[chaos.RESULTS_ENV] = str(path)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    text = chaos.table()
+    chaos.results().unlink(missing_ok=True)
+    if text:
+        mode = "full" if chaos.FULL else "short form; `make chaos` for the full one"
+        terminalreporter.write_sep("=", f"chaos ({mode})")
+        terminalreporter.write_line(text)

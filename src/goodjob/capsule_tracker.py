@@ -358,7 +358,7 @@ class CapsuleTracker:
                         extra={"process_id": str(self._record_id), "action": "relock"},
                     )
                     self._lock(None)
-                elif self._stale():
+                elif self._stale(early=JITTER):
                     self._refresh()
         result = processes.sweep(self._database)
         if result.dead_processes or result.released_jobs:
@@ -369,6 +369,7 @@ class CapsuleTracker:
                     "action": "sweep",
                     "dead_processes": result.dead_processes,
                     "released_jobs": result.released_jobs,
+                    "terminated_sessions": result.terminated_sessions,
                 },
             )
 
@@ -389,9 +390,14 @@ class CapsuleTracker:
             if self._locks and self._record is not None and self._advisory_locks == 0:
                 self._refresh()
 
-    def _stale(self) -> bool:
+    def _stale(self, early: float = 0.0) -> bool:
+        """Whether the heartbeat is due; ``early`` (a share of the period) makes it due that much
+        sooner. The refresh task ticks once a period, a little after the last heartbeat was
+        stamped (the stamp follows the write's round trip), so it asks with JITTER: without
+        it, a tick that came a moment early skipped its heartbeat and the next one came two
+        periods after the last."""
         stale: float = self.settings.process_stale_seconds
-        return time.monotonic() - self._last_heartbeat >= stale
+        return time.monotonic() - self._last_heartbeat >= stale * (1 - early)
 
     def _expired(self) -> bool:
         expired: float = self.settings.process_expired_seconds

@@ -35,8 +35,11 @@ DEFAULT_IDLE_TIMEOUT = 0.0  # seconds; 0 never exits for idleness
 DEFAULT_CLEANUP_PRESERVED_JOBS_BEFORE_SECONDS_AGO = 14 * 24 * 3600
 DEFAULT_CLEANUP_INTERVAL_JOBS = 1_000
 DEFAULT_CLEANUP_INTERVAL_SECONDS = 600.0
-DEFAULT_PROCESS_STALE_SECONDS = 30.0  # heartbeat period
-DEFAULT_PROCESS_EXPIRED_SECONDS = 300.0  # heartbeat-only rows are dead after this
+# Not GoodJob's 30 s and 5 minutes: a process that hangs, or whose host vanished, keeps its
+# advisory lock, and only its heartbeat's expiry tells the others to re-run its jobs. 10 s and
+# 40 s put that within 60 s of the hang while a live process misses three heartbeats first.
+DEFAULT_PROCESS_STALE_SECONDS = 10.0  # heartbeat period
+DEFAULT_PROCESS_EXPIRED_SECONDS = 40.0  # a process is dead once its heartbeat is this old
 # Not in GoodJob: its sweep runs with the heartbeat (30 s). A one-second sweep is what makes
 # recovery after kill -9 take seconds, and it is one small query per process per second.
 DEFAULT_SWEEP_INTERVAL = 1.0
@@ -163,7 +166,7 @@ class Settings:
     )
     process_expired_seconds: float = field(
         default=DEFAULT_PROCESS_EXPIRED_SECONDS,
-        metadata=_help("seconds without heartbeat after which a heartbeat-only process is dead"),
+        metadata=_help("seconds without heartbeat after which a process is dead, lock or not"),
     )
     sweep_interval: float = field(
         default=DEFAULT_SWEEP_INTERVAL,

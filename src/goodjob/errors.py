@@ -7,12 +7,14 @@
     │   └── QueueStringError        a malformed ``--queues`` string
     ├── DatabaseError               the database refused or failed a statement
     │   ├── DatabaseUnavailable     it cannot be reached (down, restarting, network cut)
-    │   └── SchemaNotMigrated       the tables are missing or older than this version
+    │   ├── SchemaNotMigrated       the tables are missing or older than this version
+    │   └── SchemaTooNew            the tables are from a newer version of goodjob
     ├── EmbeddedPostgresError       the zero-setup server cannot be found, started or stopped
     ├── EnqueueRefused              a middleware refused to enqueue the jobs
     ├── SerializationError          a job argument or result is not JSON-representable
     ├── UnknownTaskError            a job names a task the worker does not know
     ├── JobNotFound                 no job has that id
+    ├── BatchNotFound               no batch has that id
     ├── JobStateError               the operation does not fit the job's state
     ├── JobFailed                   ``job.wait()`` saw the job end discarded
     ├── JobCancelled                the running job was cancelled (``check_cancelled()``)
@@ -54,6 +56,17 @@ class SchemaNotMigrated(DatabaseError):
 
     def __init__(self, detail: str = "") -> None:
         message = "goodjob's tables are missing or out of date: run `goodjob migrate`"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class SchemaTooNew(DatabaseError):
+    """goodjob's tables have migrations this version of goodjob does not know."""
+
+    def __init__(self, detail: str = "") -> None:
+        message = (
+            "goodjob's tables are from a newer goodjob than this one: upgrade goodjob here"
+            " (or migrate a database of your own for this version)"
+        )
         super().__init__(f"{message} ({detail})" if detail else message)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from goodjob import GoodJob, SchemaNotMigrated
+from goodjob import GoodJob, SchemaNotMigrated, SchemaTooNew
 from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db import migrate as migrations
@@ -301,4 +301,22 @@ def test_migrate_against_an_unreachable_database_fails_at_once_with_the_reason(
     assert result.returncode == 1
     assert "error: the database cannot be reached" in result.stderr
     assert "No such file or directory" in result.stderr  # libpq's own reason
+    assert "Traceback" not in result.stderr
+
+
+def test_a_schema_from_a_newer_goodjob_is_refused_in_one_line(database_url: str) -> None:
+    sql(database_url, "INSERT INTO goodjob_migrations (version) VALUES ('9999')")
+    gj = GoodJob(database_url)
+    try:
+
+        @gj.task
+        def noop() -> None: ...
+
+        with pytest.raises(SchemaTooNew, match=r"newer goodjob.*unknown migrations: 9999"):
+            noop.enqueue()
+    finally:
+        gj.close()
+    result = cli("start", url=database_url)
+    assert result.returncode == 1
+    assert "upgrade goodjob" in result.stderr
     assert "Traceback" not in result.stderr

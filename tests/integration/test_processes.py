@@ -97,17 +97,27 @@ def test_heartbeat_only_liveness_follows_the_expiry_interval(
     assert liveness(gj) == {fresh: True, expired: False}
 
 
-def test_advisory_liveness_follows_the_lock_not_the_heartbeat(
+def test_advisory_liveness_needs_the_lock_and_a_fresh_heartbeat(
     gj: GoodJob, database_url: str
 ) -> None:
-    held = insert_process(database_url, lock_type="advisory", updated_at="now() - interval '1 day'")
+    """A process that hangs (or whose host vanished) keeps its session and its lock: its
+    heartbeat's expiry makes it dead all the same, and the session holding its lock is ended."""
+    held = insert_process(database_url, lock_type="advisory")
+    hung = insert_process(database_url, lock_type="advisory", updated_at="now() - interval '6 s'")
     lost = insert_process(database_url, lock_type="advisory")
-    with psycopg.connect(database_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(goodjob_lock_key(%s))", (held,))
-        assert liveness(gj) == {held: True, lost: False}
+    lock = "SELECT pg_advisory_lock(goodjob_lock_key(%s))"
+    with (
+        psycopg.connect(database_url, autocommit=True) as holder,
+        psycopg.connect(database_url, autocommit=True) as hung_holder,
+    ):
+        holder.execute(lock, (held,))
+        hung_holder.execute(lock, (hung,))
+        assert liveness(gj) == {held: True, hung: False, lost: False}
         result = processes.sweep(gj.database)
-        assert (result.dead_processes, result.released_jobs) == (1, 0)
+        assert (result.dead_processes, result.terminated_sessions) == (2, 1)
         assert liveness(gj) == {held: True}
+        with pytest.raises(psycopg.OperationalError):
+            hung_holder.execute("SELECT 1")  # ended by the sweep: its lock went with it
         holder.execute("SELECT pg_advisory_unlock_all()")
     assert liveness(gj) == {held: False}
     assert processes.sweep(gj.database).dead_processes == 1

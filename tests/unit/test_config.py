@@ -21,8 +21,8 @@ def test_defaults_are_the_named_constants() -> None:
     assert s.queues == "*"
     assert s.max_threads == config.DEFAULT_MAX_THREADS
     assert s.poll_interval == config.DEFAULT_POLL_INTERVAL
-    assert s.process_stale_seconds == 30.0
-    assert s.process_expired_seconds == 300.0
+    assert s.process_stale_seconds == 10.0
+    assert s.process_expired_seconds == 40.0  # a hung process's jobs run again within 60 s
     assert s.lock_strategy == "skiplocked"
     assert s.advisory_lock_heartbeat is True
     assert s.enable_cron is False

@@ -35,6 +35,7 @@ PUBLIC_API = {
     "Retry",
     "Concurrency",
     "SchemaNotMigrated",
+    "SchemaTooNew",
     "SerializationError",
     "Settings",
     "Task",

@@ -350,21 +350,20 @@ def _figure(scenario: str, figures: dict[str, Any] | None) -> str:
     if "exactly_once" in figures:
         text += ", exactly once" if figures["exactly_once"] else ", [red]NOT exactly once[/]"
     text += _rounds_note(scenario, figures)
-    if "limited" in figures:  # the default drain's, with limits on keys: a line of its own
+    # The default drain's variants, each on a line of its own, as a share of its throughput.
+    if "limited" in figures:
         limited = figures["limited"]
-        ratio = limited["ratio_to_unlimited"]
-        text += (
-            f"\nlimits on {limited['keys']} keys (perform_limit {limited['perform_limit']}),"
-            f" {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, limited)}"
-        )
-    if "batched" in figures:  # the default drain's, its jobs in batches: a line of its own
+        what = f"limits on {limited['keys']} keys (perform_limit {limited['perform_limit']})"
+        text += _variant(scenario, what, limited, limited["ratio_to_unlimited"])
+    if "batched" in figures:
         batched = figures["batched"]
-        ratio = batched["ratio_to_unbatched"]
-        text += (
-            f"\nin {batched['batches']} batches,"
-            f" {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, batched)}"
-        )
+        what = f"in {batched['batches']} batches"
+        text += _variant(scenario, what, batched, batched["ratio_to_unbatched"])
     return text
+
+
+def _variant(scenario: str, what: str, figures: dict[str, Any], ratio: float | None) -> str:
+    return f"\n{what}, {'-' if ratio is None else f'{ratio:.2f}x'}: {_figure(scenario, figures)}"
 
 
 def _rounds_note(scenario: str, figures: dict[str, Any]) -> str:

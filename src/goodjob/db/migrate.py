@@ -12,7 +12,7 @@ from importlib import resources
 
 from goodjob.db.database import Database
 from goodjob.db.queries import qualify, query
-from goodjob.errors import SchemaNotMigrated
+from goodjob.errors import SchemaNotMigrated, SchemaTooNew
 
 MIGRATE_LOCK_KEY = 7_306_531_104_532_211_201  # arbitrary, fixed: "goodjob migrate"
 
@@ -93,7 +93,14 @@ def migration_sql(db: Database, *, all_versions: bool = False) -> str:
 
 
 def check(db: Database) -> None:
-    """Raise SchemaNotMigrated unless every migration is applied."""
-    missing = pending(db)
+    """Raise SchemaNotMigrated unless every migration is applied, and SchemaTooNew if the
+    database has migrations this version does not know (a newer goodjob migrated it: its
+    statements could write what this version's claims would misread)."""
+    done = applied(db)
+    known = {m.version for m in available()}
+    unknown = sorted(set(done) - known)
+    if unknown:
+        raise SchemaTooNew(f"unknown migrations: {', '.join(unknown)}")
+    missing = [m for m in available() if m.version not in done]
     if missing:
         raise SchemaNotMigrated(f"missing migrations: {', '.join(m.name for m in missing)}")

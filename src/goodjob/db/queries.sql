@@ -61,7 +61,8 @@ WITH held AS (
 SELECT p.id, p.state, p.lock_type, p.created_at, p.updated_at,
        goodjob_lock_key(p.id) IN (SELECT key FROM held) AS advisory_locked,
        CASE WHEN p.lock_type = 'advisory'
-            THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
+            THEN (goodjob_lock_key(p.id) IN (SELECT key FROM held)
+                  AND p.updated_at > now() - make_interval(secs => %(expired)s))
                  OR (p.updated_at < pg_postmaster_start_time()
                      AND now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s))
             ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
@@ -71,14 +72,18 @@ ORDER BY p.created_at;
 
 -- name: processes_sweep
 -- Deletes dead process rows, releases their claims and every claim naming no process; one
--- sweeper at a time (the others skip). An advisory row is dead once its lock is gone, except
--- for a row last refreshed before a server restart that happened moments ago: the restart took
--- every lock, and its process is still reconnecting to take its lock again.
+-- sweeper at a time (the others skip). A process is dead once its heartbeat is older than the
+-- expiry, whatever else holds: a process that hangs (stopped, deadlocked) or whose host vanished
+-- keeps its session, and so its advisory lock, alive. An advisory row is dead sooner, once its
+-- lock is gone, except for a row last refreshed before a server restart that happened moments
+-- ago: the restart took every lock, and its process is still reconnecting to take its lock again.
+-- The session that still holds a dead process's lock is ended (pg_terminate_backend), where this
+-- role may: the hung process finds its connections gone when it wakes, and no stale lock stays.
 WITH sweeper AS (
     SELECT pg_try_advisory_xact_lock(%(sweep_key)s) AS got
 ),
 held AS (
-    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key, l.pid
     FROM pg_locks l
     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -88,12 +93,25 @@ dead AS (
     USING sweeper
     WHERE sweeper.got AND NOT (
         CASE WHEN p.lock_type = 'advisory'
-             THEN goodjob_lock_key(p.id) IN (SELECT key FROM held)
+             THEN (goodjob_lock_key(p.id) IN (SELECT key FROM held)
+                   AND p.updated_at > now() - make_interval(secs => %(expired)s))
                   OR (p.updated_at < pg_postmaster_start_time()
                       AND now() - pg_postmaster_start_time() < make_interval(secs => %(restart_grace)s))
              ELSE p.updated_at > now() - make_interval(secs => %(expired)s)
         END)
     RETURNING p.id
+),
+terminated AS (
+    -- Only sessions this role may end: its own role's (or any, as a member of
+    -- pg_signal_backend, but a superuser's), so a sweep never fails for want of the right.
+    SELECT pg_terminate_backend(h.pid) AS ended
+    FROM dead d
+    JOIN held h ON h.key = goodjob_lock_key(d.id)
+    JOIN pg_stat_activity a ON a.pid = h.pid
+    WHERE h.pid <> pg_backend_pid()
+      AND (pg_has_role(current_user, a.usesysid, 'MEMBER')
+           OR (pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
+               AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid)))
 ),
 released AS (
     UPDATE goodjob_jobs j SET locked_by_id = NULL, locked_at = NULL, updated_at = now()
@@ -116,7 +134,8 @@ woken AS (
 SELECT (SELECT got FROM sweeper) AS swept,
        (SELECT count(*) FROM dead) AS dead_processes,
        (SELECT count(*) FROM released) AS released_jobs,
-       (SELECT count(*) FROM woken) AS notified_queues;
+       (SELECT count(*) FROM woken) AS notified_queues,
+       (SELECT count(*) FILTER (WHERE ended) FROM terminated) AS terminated_sessions;
 
 -- name: jobs_insert
 -- Inserts jobs from parallel arrays and sends one NOTIFY per queue (not one per row). The

@@ -1,9 +1,10 @@
 """The process record: one row per worker process, its state, its liveness, and the sweep.
 
-Liveness is judged by the database alone: an ``advisory`` row is alive while its session
-advisory lock is held (Postgres drops it the moment the process's connection dies); a
-heartbeat-only row is alive while ``updated_at`` is younger than the expiry interval, measured
-with the database clock.
+Liveness is judged by the database alone, with the database clock: a row is alive while its
+heartbeat (``updated_at``) is younger than the expiry interval, and an ``advisory`` row only
+while its session advisory lock is held too (Postgres drops it the moment the process's
+connection dies, so a killed process is dead at once). The heartbeat alone catches what the lock
+cannot: a process that hangs, or whose host vanished, keeps its session and its lock.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class SweepResult:
     swept: bool  # False when another process was sweeping at the same moment
     dead_processes: int
     released_jobs: int
+    terminated_sessions: int = 0  # sessions that still held a dead process's lock, ended
 
 
 def sweep(db: Database) -> SweepResult:
@@ -137,4 +139,9 @@ def sweep(db: Database) -> SweepResult:
         "processes_sweep",
         {**liveness_params(db), "sweep_key": SWEEP_LOCK_KEY, "channel": CHANNEL},
     )[0]
-    return SweepResult(bool(row["swept"]), row["dead_processes"], row["released_jobs"])
+    return SweepResult(
+        bool(row["swept"]),
+        row["dead_processes"],
+        row["released_jobs"],
+        row["terminated_sessions"],
+    )
