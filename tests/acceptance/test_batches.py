@@ -90,6 +90,15 @@ def test_100_batches_drained_by_3_workers_one_killed_run_each_callback_once(
             interval=0.2,
             message="every batch to finish",
         )
+        # Retried, the failing batches reopen; their job fails again, and each of their
+        # callbacks runs once more (on_discard too: the retry cleared discarded_at).
+        assert sum(gj.batch_by_id(batch_id).retry() for batch_id in failing) == len(failing)
+        wait_until(
+            lambda: all(b.status == "finished" for b in gj.batches(limit=BATCHES)),
+            timeout=60,
+            interval=0.2,
+            message="the retried batches to finish again",
+        )
     finally:
         gj.close()
 
@@ -114,7 +123,10 @@ def test_100_batches_drained_by_3_workers_one_killed_run_each_callback_once(
         for event in (("discard", "finish") if batch_id in failing else ("finish", "success"))
     }
     assert {(batch_id, event) for batch_id, event, _ in enqueued} == expected
-    assert max(count for *_, count in enqueued) == 1
+    # Once per opening: twice for the retried batches, once for the others.
+    assert {(b, e): n for b, e, n in enqueued} == {
+        (b, e): 2 if b in failing else 1 for b, e in expected
+    }
     # And they ran (a callback interrupted by the kill runs again: at least once each).
     ran = {
         tuple(line.split()[:2]) for line in (workers.out / "callbacks.log").read_text().splitlines()
@@ -127,4 +139,5 @@ def test_100_batches_drained_by_3_workers_one_killed_run_each_callback_once(
         " JOIN goodjob_jobs j ON j.id = e.job_id"
         " WHERE j.batch_id IS NOT NULL AND e.error_event IS DISTINCT FROM 'interrupted'",
     )
-    assert rows == [(BATCHES * JOBS, BATCHES * JOBS)]
+    retried = len(failing)  # their failing job ran once more
+    assert rows == [(BATCHES * JOBS + retried, BATCHES * JOBS)]
