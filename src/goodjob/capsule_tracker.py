@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
@@ -37,6 +37,10 @@ from goodjob.records.processes import ProcessRecord
 logger = logging.getLogger("goodjob.capsule_tracker")
 
 JITTER = 0.1  # the refresh runs every stale interval plus up to 10%, so processes spread out
+TAKEOVER_SECONDS = 1.0  # how long an ended stale session may take to let go of the lock
+# A claim this process holds without knowing it (its reply lost with its connection) is given
+# back once it is this many heartbeat periods old: long past any claim reply still on its way.
+ORPHAN_PERIODS = 3
 
 
 class Registration:
@@ -145,6 +149,10 @@ class CapsuleTracker:
         self._owns_lock_conn = False
         self._refresh_task: _RefreshTask | None = None
         self._last_heartbeat = 0.0  # time.monotonic() of the last successful refresh
+        # The jobs this process knows it holds (claimed, until recorded or given back): a claim
+        # of this process not among them is one whose reply was lost (see renew).
+        self._held: set[uuid.UUID] = set()
+        self._held_lock = threading.Lock()
         CapsuleTracker.instances.add(self)
 
     def __repr__(self) -> str:
@@ -239,7 +247,7 @@ class CapsuleTracker:
                 record, _ = processes.upsert(
                     db, self._record_id, self.state(), advisory=True, conn=conn
                 )
-                if not conn.execute("process_advisory_lock", {"id": self._record_id})[0]["locked"]:
+                if not self._take_lock(conn):
                     raise DatabaseError(
                         f"the advisory lock of process {self._record_id} is held by another session"
                     )
@@ -251,6 +259,27 @@ class CapsuleTracker:
         self._record = record
         self._last_heartbeat = time.monotonic()
         self._start_refresh_task()
+
+    def _take_lock(self, conn: DedicatedConnection) -> bool:
+        """Take the session advisory lock on ``conn``. Held elsewhere, it is held by a stale
+        session of this very process (no other has its id), which the server keeps after a
+        network cut until its keepalive gives up: that session is ended, and the lock taken
+        once it is gone (within a second)."""
+        params = {"id": self._record_id}
+        if conn.execute("process_advisory_lock", params)[0]["locked"]:
+            return True
+        if not conn.execute("process_advisory_lock_stale", params)[0]["ended"]:
+            return False  # not ours to end (see README: A dead process that wakes)
+        logger.warning(
+            "ended a stale session holding this process's lock",
+            extra={"process_id": str(self._record_id), "action": "relock"},
+        )
+        deadline = time.monotonic() + TAKEOVER_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            if conn.execute("process_advisory_lock", params)[0]["locked"]:
+                return True
+        return False
 
     def unregister(self, with_advisory_lock: bool = False) -> None:
         """Remove a registration; the last one deletes the row and releases this process's jobs.
@@ -348,10 +377,23 @@ class CapsuleTracker:
                     )
             return self._record_id
 
+    def hold(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Note jobs this process just claimed."""
+        with self._held_lock:
+            self._held.update(job_ids)
+
+    def let_go(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """Forget jobs whose claims ended (recorded, given back, fenced out)."""
+        with self._held_lock:
+            self._held.difference_update(job_ids)
+
     def renew(self, silent: bool = False) -> None:
-        """Refresh the row if stale (re-taking a lost advisory lock), then sweep dead processes."""
+        """Refresh the row if stale (re-taking a lost advisory lock), give back the claims this
+        process holds without knowing it, then sweep dead processes."""
+        registered = False
         with self._mutex:
             if self._locks and self._record is not None:
+                registered = True
                 if self._advisory_locks and not self.advisory_locked():
                     logger.warning(
                         "advisory lock lost with its connection; taking it again",
@@ -360,6 +402,16 @@ class CapsuleTracker:
                     self._lock(None)
                 elif self._stale(early=JITTER):
                     self._refresh()
+        if registered:
+            with self._held_lock:
+                held = set(self._held)
+            older_than = ORPHAN_PERIODS * self.settings.process_stale_seconds
+            released = processes.release_orphans(self._database, self._record_id, held, older_than)
+            if released:
+                logger.warning(
+                    "gave back claims whose replies were lost with their connection",
+                    extra={"action": "orphans", "released_jobs": released},
+                )
         result = processes.sweep(self._database)
         if result.dead_processes or result.released_jobs:
             log = logger.debug if silent else logger.info
@@ -440,6 +492,8 @@ class CapsuleTracker:
         self._lock_conn, self._owns_lock_conn = None, False
         self._refresh_task = None  # its thread does not exist in the child
         self._last_heartbeat = 0.0
+        self._held = set()
+        self._held_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:

@@ -190,7 +190,9 @@ class Performer:
             raise
         # Race: between the claim's look at pg_locks and now, another session took a job's lock
         # (a zombie still running it). Undo those claims; they run later.
-        claims.unclaim(self.database, process_id, [job for job in claimed if job.id not in locked])
+        given_back = [job for job in claimed if job.id not in locked]
+        claims.unclaim(self.database, process_id, given_back)
+        self.tracker.let_go(job.id for job in given_back)
         return [job for job in claimed if job.id in locked]
 
     def _claim(
@@ -202,7 +204,7 @@ class Performer:
             spec = self._specs[self._form] = dataclasses.replace(
                 self.spec, paused=paused, gated=gated
             )
-        return claims.claim(
+        claimed = claims.claim(
             self.database,
             spec,
             process_id,
@@ -212,6 +214,8 @@ class Performer:
             ids=ids,
             throttled=self.on_throttled,
         )
+        self.tracker.hold(job.id for job in claimed)
+        return claimed
 
     def unclaim(self, jobs: Sequence[ClaimedJob]) -> None:
         """Give back claims of jobs that never started (claimed ahead, then shutdown), as if
@@ -220,6 +224,7 @@ class Performer:
             return
         self.release_locks([job.id for job in jobs])
         claims.unclaim(self.database, self.tracker.process_id, jobs)
+        self.tracker.let_go(job.id for job in jobs)
         for queue in sorted({job.queue_name for job in jobs}):
             claims.renotify(self.database, queue)
 
@@ -402,9 +407,10 @@ class Performer:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def complete(self, outcomes: Sequence[Outcome]) -> set[uuid.UUID]:
+    def complete(self, outcomes: Sequence[Outcome], *, retry: bool = False) -> set[uuid.UUID]:
         """Record outcomes, fenced; returns the ids recorded (a zombie's are missing). The
-        middleware's ``after_record`` sees those recorded."""
+        middleware's ``after_record`` sees those recorded. A ``retry`` of a try whose connection
+        broke first asks which of the outcomes that try recorded, so none counts as rejected."""
         if not outcomes:
             return set()
         # A batch's jobs are kept while it runs, whatever the settings: settling it reads them.
@@ -416,6 +422,12 @@ class Performer:
             recorded = claims.complete(self.database, self.tracker.process_id, outcomes, preserve)
         finally:
             self.release_locks([o.job.id for o in outcomes])
+        # Recorded or fenced out, these claims are over (one whose write failed outright stays
+        # held: its job stays claimed until this process ends).
+        self.tracker.let_go(o.job.id for o in outcomes)
+        if retry and len(recorded) < len(outcomes):
+            missing = [o for o in outcomes if o.job.id not in recorded]
+            recorded |= claims.recorded_before(self.database, self.tracker.process_id, missing)
         for outcome in outcomes:
             if outcome.job.id not in recorded:
                 logger.warning(

@@ -8,6 +8,7 @@ database says how each job ended and how many attempts it took.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -25,12 +26,14 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from goodjob import GoodJob, embedded
 from goodjob.embedded.server import DATABASE, PORT, SERVER_SETTINGS
 from tests.acceptance.conftest import Workers
 from tests.chaos import FULL, record
 from tests.helpers import sql, wait_until
+from tests.tcp_proxy import Proxy
 
 CHAOS_TASKS = textwrap.dedent(
     '''
@@ -301,6 +304,142 @@ def test_the_heartbeat_keeps_time_under_cpu_bound_jobs(workers: Workers, databas
     assert figures == {"jobs": 10, "lost": 0, "double": 0, "reruns": 0}
 
 
+@contextlib.contextmanager
+def private_server() -> Iterator[embedded.Server]:
+    """A Postgres server of the test's own, migrated (the suite's is shared: it cannot be
+    restarted, and listens on no TCP address). In a folder of /tmp rather than pytest's, whose
+    parents other tests may close to other users meanwhile."""
+    data_dir = Path(tempfile.mkdtemp(prefix="goodjob-chaos-")) / "pg"
+    server = embedded.ensure_running(data_dir)
+    try:
+        migrating = GoodJob(server.url())
+        migrating.migrate()
+        migrating.close()
+        yield server
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+def test_connections_reset_and_stalled_by_a_proxy_lose_nothing(
+    workers: Workers, database_url: str
+) -> None:
+    """Workers reach Postgres through a TCP proxy that resets every connection, then holds
+    every byte for 2 s, again and again, during a drain: each part of each worker (notifier,
+    claimer, completer, sweeper) comes back by itself. The poll is 30 s, so the job enqueued
+    afterwards starting at once shows the notifier listening again."""
+    jobs, rounds = (10_000, 6) if FULL else (2_000, 2)
+    info = conninfo_to_dict(database_url)
+    proxy = Proxy(f"{info['host']}/.s.PGSQL.{info['port']}")
+    passfile = quote(str(info["passfile"]), safe="/")
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{info['dbname']}?passfile={passfile}"
+    try:
+        enqueue(database_url, "work", [(n, 0.002) for n in range(jobs)])
+        env = {"GOODJOB_DATABASE_URL": url, "GOODJOB_POLL_INTERVAL": "30"}
+        procs = [start(workers, 5, env) for _ in range(3)]
+        wait_until(lambda: log(workers), timeout=20, message="the drain to start")
+        reset = 0
+        for _ in range(rounds):
+            time.sleep(0.5)
+            reset += proxy.drop()
+            time.sleep(0.5)
+            proxy.stall(2.0)
+        wait_until(lambda: finished(database_url, "work"), timeout=120, interval=0.25)
+        time.sleep(2.0)  # the notifiers' reconnection back-off, at most
+        enqueued = time.time()
+        enqueue(database_url, "work", [(-1, 0.0)])
+        latency = (
+            wait_until(
+                lambda: [at for _, _, _, e, at in log(workers) if e == "start" and at > enqueued],
+                timeout=20,
+                message="a job enqueued after the chaos",
+            )[0]
+            - enqueued
+        )
+    finally:
+        proxy.close()
+    figures = outcome(database_url, "work")
+    record(
+        "connections reset and stalled (TCP proxy)",
+        **figures,
+        note=f"{reset} connections reset, {rounds} stalls of 2 s; a job enqueued afterwards"
+        f" started in {latency:.2f} s (poll 30 s)",
+    )
+    assert reset > 0
+    assert figures["lost"] == 0
+    assert figures["double"] == 0
+    assert all(proc.poll() is None for proc in procs)
+    assert latency < 5.0
+
+
+def test_a_database_restart_during_a_drain_loses_nothing(workers: Workers) -> None:
+    jobs = 10_000 if FULL else 2_000
+    with private_server() as server:
+        url = server.url()
+        enqueue(url, "work", [(n, 0.002) for n in range(jobs)])
+        procs = [start(workers, 5, {"GOODJOB_DATABASE_URL": url}) for _ in range(3)]
+        wait_until(lambda: len(log(workers)) > jobs // 5, timeout=30, interval=0.05)
+        embedded.stop(server.data_dir)
+        stopped = time.time()
+        time.sleep(1.0)
+        embedded.ensure_running(server.data_dir)
+        again = wait_until(
+            lambda: [at for *_, e, at in log(workers) if e == "start" and at > stopped],
+            timeout=60,
+            message="jobs to start after the restart",
+        )[0]
+        wait_until(lambda: finished(url, "work"), timeout=120, interval=0.25)
+        figures = outcome(url, "work")
+    record(
+        "database restart",
+        **figures,
+        recovery_s=round(again - stopped, 2),
+        note="stopped (fast) and started again mid-drain, down 1 s; recovery from the stop",
+    )
+    assert figures["jobs"] == jobs
+    assert figures["lost"] == 0
+    assert figures["double"] == 0
+    assert all(proc.poll() is None for proc in procs)
+
+
+def test_a_long_transaction_during_a_drain_holds_nothing_up(
+    workers: Workers, database_url: str
+) -> None:
+    """A transaction left open (holding back vacuum) for the whole drain: dead rows pile up,
+    and the drain goes on; a job enqueued meanwhile starts at once."""
+    jobs, hold = (10_000, 60.0) if FULL else (2_000, 5.0)
+    with psycopg.connect(database_url) as idle:
+        idle.execute("SELECT txid_current()")  # an xid: vacuum keeps every row version after it
+        opened = time.monotonic()
+        enqueue(database_url, "work", [(n, 0.002) for n in range(jobs)])
+        began = time.monotonic()
+        for _ in range(3):
+            start(workers, 5)
+        wait_until(lambda: finished(database_url, "work"), timeout=180, interval=0.25)
+        drain = time.monotonic() - began
+        enqueued = time.time()
+        enqueue(database_url, "work", [(-1, 0.0)])
+        latency = (
+            wait_until(
+                lambda: [at for _, _, _, e, at in log(workers) if e == "start" and at > enqueued],
+                timeout=20,
+            )[0]
+            - enqueued
+        )
+        time.sleep(max(0.0, hold - (time.monotonic() - opened)))
+        idle.rollback()
+    figures = outcome(database_url, "work")
+    record(
+        "long transaction open",
+        **figures,
+        note=f"open {max(hold, time.monotonic() - opened):.0f} s: drain {jobs / drain:,.0f}"
+        f" jobs/s; a job enqueued then started in {latency * 1000:.0f} ms",
+    )
+    assert figures["lost"] == 0
+    assert figures["double"] == 0
+    assert latency < 2.0
+
+
 class Namespace:
     """A network namespace joined to this host by a veth pair, on addresses of its own."""
 
@@ -363,11 +502,7 @@ def test_a_partitioned_worker_loses_its_claims_within_seconds_and_completes_noth
     host runs the job again, sooner than the heartbeat's expiry; the link comes back and the
     cut-off worker's completion is rejected."""
     monkeypatch.setitem(SERVER_SETTINGS, "listen_addresses", namespace.host_ip)
-    # A server of its own (the suite's listens on no TCP address), in a folder of /tmp rather
-    # than pytest's, whose parents other tests may close to other users meanwhile.
-    data_dir = Path(tempfile.mkdtemp(prefix="goodjob-chaos-")) / "pg"
-    server = embedded.ensure_running(data_dir)
-    try:
+    with private_server() as server:
         with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
             hba = admin.execute("SHOW hba_file").fetchone()
             assert hba is not None
@@ -375,9 +510,6 @@ def test_a_partitioned_worker_loses_its_claims_within_seconds_and_completes_noth
                 rules.write(f"host all all {namespace.host_ip}/30 scram-sha-256\n")
             admin.execute("SELECT pg_reload_conf()")
         local_url = server.url()
-        migrating = GoodJob(local_url)
-        migrating.migrate()
-        migrating.close()
         passfile = quote(str(server.passfile), safe="/")
         tcp_url = f"postgresql://postgres@{namespace.host_ip}:{PORT}/{DATABASE}?passfile={passfile}"
         (workers.root / "gjchaos.py").write_text(CHAOS_TASKS)
@@ -446,7 +578,4 @@ def test_a_partitioned_worker_loses_its_claims_within_seconds_and_completes_noth
         )
         assert figures == {"jobs": 1, "lost": 0, "double": 0, "reruns": 1}
         assert recovery < 30.0  # keepalives: ~11 s; the heartbeat's expiry would take 40 s
-    finally:
         workers.kill_all()
-        embedded.stop(data_dir)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)

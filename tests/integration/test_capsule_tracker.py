@@ -568,3 +568,18 @@ def test_a_tracker_takes_its_lock_again_after_the_server_restarts(own_server_dir
     finally:
         tracker.unregister(with_advisory_lock=True)
         gj.close()
+
+
+def test_a_stale_session_holding_the_processs_lock_is_ended_and_the_lock_taken(
+    gj: GoodJob, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a network cut the server keeps the process's old session, and its lock, until its
+    keepalive gives up: the process ends that session rather than wait for it."""
+    tracker = gj.tracker
+    with psycopg.connect(database_url, autocommit=True) as stale:
+        stale.execute("SELECT pg_advisory_lock(goodjob_lock_key(%s))", (tracker.process_id,))
+        with tracker.register(with_advisory_lock=True):
+            assert tracker.advisory_locked()
+            with pytest.raises(psycopg.OperationalError):
+                stale.execute("SELECT 1")
+    assert [r for r in caplog.records if getattr(r, "action", None) == "relock"]

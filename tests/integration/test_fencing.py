@@ -245,3 +245,65 @@ def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahe
         gate.set()
         gj.shutdown()
     assert runs == Counter({f"q{n}": 1 for n in range(4)})
+
+
+@pytest.mark.parametrize("preserve", [True, False], ids=["kept", "deleted"])
+def test_a_retried_completion_whose_first_try_committed_counts_as_recorded(
+    make_app: type[GoodJob], preserve: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection breaks after the completion's commit, before its reply: the completer
+    tries again, the fence refuses (the job is no longer claimed), and the re-check finds the
+    attempt recorded by this very process, so it is not reported as rejected."""
+    a = make_app(preserve_job_records=preserve)
+    a.task(name="work")(lambda worker: worker)
+    job = a.tasks["work"].enqueue("a")
+    performer = a.performer()
+    with a.tracker.register():
+        [claimed] = performer.claim()
+        outcome = performer.perform(claimed)
+        assert performer.complete([outcome]) == {job.id}  # committed; say the reply was lost
+        assert performer.complete([outcome]) == set()  # a plain second try is fenced out
+        caplog.clear()
+        assert performer.complete([outcome], retry=True) == {job.id}
+    assert not [r for r in caplog.records if getattr(r, "action", None) == "fenced"]
+
+
+def test_the_re_check_does_not_claim_an_attempt_another_process_closed(
+    make_app: type[GoodJob], database_url: str
+) -> None:
+    a, b, _ = two_workers(make_app)
+    job = a.tasks["work"].enqueue("b")
+    performer_a, performer_b = a.performer(), b.performer()
+    with a.tracker.register(), b.tracker.register():
+        [claimed_a] = performer_a.claim()
+        lose_claim(a, database_url, job.id)
+        [claimed_b] = performer_b.claim()  # closes A's attempt as interrupted
+        outcome_a = performer_a.perform(claimed_a)
+        assert performer_a.complete([outcome_a], retry=True) == set()
+        performer_b.complete([performer_b.perform(claimed_b)])
+
+
+def test_a_claim_whose_reply_was_lost_is_given_back_by_the_heartbeat(
+    make_app: type[GoodJob], database_url: str
+) -> None:
+    """The connection breaks after a claim committed: the process holds jobs it does not know
+    of. Once such a claim is three heartbeat periods old, the heartbeat gives it back; the jobs
+    the process knows it holds stay claimed."""
+    gj = make_app(process_stale_seconds=0.2, process_expired_seconds=5.0)
+    gj.task(name="work")(lambda worker: worker)
+    known, lost = gj.tasks["work"].enqueue("known"), gj.tasks["work"].enqueue("lost")
+    performer = gj.performer()
+    with gj.tracker.register():
+        claimed = performer.claim(limit=2)
+        assert {job.id for job in claimed} == {known.id, lost.id}
+        gj.tracker.let_go([lost.id])  # as if the claim's reply had never come
+        sql(database_url, "UPDATE goodjob_jobs SET locked_at = now() - interval '1 second'")
+        gj.tracker.renew()
+        assert gj.job(lost.id).status == "queued"
+        assert gj.job(lost.id).attempts == 0
+        assert not gj.job(lost.id).executions
+        assert gj.job(known.id).status == "running"
+        [again] = performer.claim()
+        assert (again.id, again.attempt) == (lost.id, 1)
+        performer.complete([performer.perform(job) for job in claimed if job.id == known.id])
+        performer.complete([performer.perform(again)])

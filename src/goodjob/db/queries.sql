@@ -33,6 +33,22 @@ RETURNING p.id, p.state, p.lock_type, p.created_at, p.updated_at, (p.xmax = 0) A
 -- Takes the process's session advisory lock on the current connection.
 SELECT pg_try_advisory_lock(goodjob_lock_key(%(id)s)) AS locked;
 
+-- name: process_advisory_lock_stale
+-- Ends the other sessions that hold this process's advisory lock, where this role may (as in
+-- processes_sweep); how many. No other process has this id, so such a session is this
+-- process's own, left half-open by a network cut or a proxy: the server keeps it (and the lock)
+-- until its keepalive gives up, which would keep this process from taking its lock again.
+SELECT count(pg_terminate_backend(l.pid) OR NULL) AS ended
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = goodjob_lock_key(%(id)s)
+  AND l.pid <> pg_backend_pid()
+  AND (pg_has_role(current_user, a.usesysid, 'MEMBER')
+       OR (pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid)));
+
 -- name: process_advisory_unlock
 -- Releases the process's session advisory lock on the current connection.
 SELECT pg_advisory_unlock(goodjob_lock_key(%(id)s)) AS unlocked;
@@ -49,6 +65,36 @@ WITH gone AS (
 )
 UPDATE goodjob_jobs SET locked_by_id = NULL, locked_at = NULL, updated_at = now()
 WHERE locked_by_id = %(id)s AND finished_at IS NULL;
+
+-- name: process_orphans_release
+-- Gives back the claims this process made without knowing it: a claim whose commit went through
+-- while its connection broke, its reply lost (%(held)s: every job the process knows it holds).
+-- Only claims older than %(older_than)s seconds, so no claim whose reply is still on its way
+-- counts. Undone as jobs_unclaim does (the attempt and its execution), and the queues woken.
+WITH orphans AS (
+    SELECT j.id, j.executions_count AS attempt
+    FROM goodjob_jobs j
+    WHERE j.locked_by_id = %(process_id)s AND j.finished_at IS NULL
+      AND j.locked_at < now() - make_interval(secs => %(older_than)s)
+      AND j.id <> ALL(%(held)s::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+undone AS (
+    UPDATE goodjob_jobs j
+    SET locked_by_id = NULL, locked_at = NULL, executions_count = j.executions_count - 1,
+        updated_at = now()
+    FROM orphans o
+    WHERE j.id = o.id
+    RETURNING j.id, o.attempt, j.queue_name
+),
+deleted AS (
+    DELETE FROM goodjob_executions e USING undone u WHERE e.job_id = u.id AND e.attempt = u.attempt
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object('queue', q.queue_name)::text)
+    FROM (SELECT DISTINCT queue_name FROM undone) AS q
+)
+SELECT count(*) AS released, (SELECT count(*) FROM woken) AS notified FROM undone;
 
 -- name: processes_list
 -- Every process row with its liveness, as the sweeper judges it.
@@ -498,6 +544,20 @@ executions AS (
 SELECT id FROM updated
 UNION ALL
 SELECT id FROM deleted;
+
+-- name: executions_recorded
+-- Which of these attempts this process recorded already: a completion retried because its
+-- connection broke may have committed before the break, its reply lost. Recorded means the
+-- attempt's execution was finished by this process with this error (none, for a success), not
+-- closed as interrupted by another claim nor by an operator's forced discard; or the job is gone,
+-- which only a finished job can be (deleted as it finished, when records are not kept).
+SELECT o.id
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(errors)s::text[]) AS o(id, attempt, error)
+WHERE EXISTS (SELECT 1 FROM goodjob_executions e
+              WHERE e.job_id = o.id AND e.attempt = o.attempt
+                AND e.process_id = %(process_id)s AND e.finished_at IS NOT NULL
+                AND e.error IS NOT DISTINCT FROM o.error)
+   OR NOT EXISTS (SELECT 1 FROM goodjob_jobs j WHERE j.id = o.id);
 
 -- name: jobs_renotify
 -- Wakes workers for a queue after jobs were released or rescheduled; %(wait)s seconds from now

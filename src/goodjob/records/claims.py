@@ -313,6 +313,22 @@ def complete(
     return recorded
 
 
+def recorded_before(
+    db: Database, process_id: uuid.UUID, outcomes: Sequence[Outcome]
+) -> set[uuid.UUID]:
+    """The ids of ``outcomes`` that an earlier try of :func:`complete` recorded: one whose
+    connection broke after its commit, so it could not say so (``executions_recorded``)."""
+    if not outcomes:
+        return set()
+    params = {
+        "process_id": process_id,
+        "ids": [o.job.id for o in outcomes],
+        "attempts": [o.job.attempt for o in outcomes],
+        "errors": [o.error for o in outcomes],
+    }
+    return {row["id"] for row in db.execute("executions_recorded", params)}
+
+
 def unclaim(db: Database, process_id: uuid.UUID, jobs: Sequence[ClaimedJob]) -> None:
     """Give back claims of jobs that never started, as if they had not been claimed."""
     if jobs:

@@ -145,3 +145,17 @@ def sweep(db: Database) -> SweepResult:
         row["released_jobs"],
         row["terminated_sessions"],
     )
+
+
+def release_orphans(
+    db: Database, process_id: uuid.UUID, held: set[uuid.UUID], older_than: float
+) -> int:
+    """Give back the claims of ``process_id`` older than ``older_than`` seconds that are not in
+    ``held`` (claims whose reply a broken connection lost); how many."""
+    params = {
+        "process_id": process_id,
+        "held": list(held),
+        "older_than": older_than,
+        "channel": CHANNEL,
+    }
+    return int(db.execute("process_orphans_release", params)[0]["released"])

@@ -112,7 +112,7 @@ class Completer:
         attempts = 0
         while True:
             try:
-                return self.performer.complete(outcomes)
+                return self.performer.complete(outcomes, retry=attempts > 0)
             except DatabaseUnavailable as exc:
                 attempts += 1
                 if self._stopping and attempts >= 3:
