@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from goodjob import ConfigurationError, Concurrency, GoodJob, Retry
+from goodjob import Concurrency, ConfigurationError, GoodJob, Retry
 from goodjob.testing import assert_enqueued, drain, enqueued_jobs, refute_enqueued
 from tests.helpers import sql
 
@@ -142,7 +142,7 @@ def test_time_travel_runs_a_job_scheduled_a_day_ahead_without_sleeping(
     ]
 
     with pytest.raises(ConfigurationError, match="aware datetime"):
-        drain(gj, now=dt.datetime(2030, 1, 1))  # noqa: DTZ001
+        drain(gj, now=dt.datetime(2030, 1, 1))
 
 
 def test_drain_leaves_paused_and_limited_jobs_waiting_with_their_schedule(gj: GoodJob) -> None:

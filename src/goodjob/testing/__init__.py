@@ -227,4 +227,3 @@ def _listing(jobs: Sequence[Job]) -> str:
         + (f" kwargs={job.kwargs!r}" if job.kwargs else "")
         for job in jobs
     )
-
