@@ -73,5 +73,5 @@ def test_async_mode_runs_jobs_inside_the_app(
 
 
 def test_a_misspelt_setting_is_named(create_app: types.FunctionType) -> None:
-    with pytest.raises(ConfigurationError, match="GOODJOB_MAX_THREAD.*GOODJOB_MAX_THREADS"):
+    with pytest.raises(ConfigurationError, match=r"GOODJOB_MAX_THREAD.*GOODJOB_MAX_THREADS"):
         create_app(GOODJOB_MAX_THREAD=2)

@@ -33,7 +33,8 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from goodjob.app import GoodJob as App
-from goodjob.cli.main import GoodJobGroup, migrate, start
+from goodjob.cli.main import GoodJobGroup, migrate
+from goodjob.cli.start import start
 from goodjob.config import Settings, env_name
 from goodjob.errors import ConfigurationError
 
