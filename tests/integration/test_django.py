@@ -250,3 +250,21 @@ def test_a_database_other_than_postgres_with_psycopg_3_is_refused(backend: Any) 
     finally:
         connections["legacy"].close()
         del connections.settings["legacy"]
+
+
+def test_inline_mode_runs_the_job_at_commit(backend: Any) -> None:
+    from django.db import transaction
+    from shop.tasks import send_welcome
+
+    from goodjob.contrib.django import GoodJobBackend
+
+    inline = GoodJobBackend(
+        "default", {"QUEUES": ["mail"], "OPTIONS": {"execution_mode": "inline"}}
+    )
+    try:
+        with transaction.atomic():
+            result = inline.enqueue(send_welcome, ("inline@example.com",), {})
+            assert inline.get_result(result.id).is_finished is False  # waits for the commit
+        assert inline.get_result(result.id).return_value == "welcome sent to inline@example.com"
+    finally:
+        inline.goodjob.close()
