@@ -268,3 +268,19 @@ def test_inline_mode_runs_the_job_at_commit(backend: Any) -> None:
         assert inline.get_result(result.id).return_value == "welcome sent to inline@example.com"
     finally:
         inline.goodjob.close()
+
+
+def test_drain_inside_atomic_keeps_the_transaction(backend: Any) -> None:
+    from django.db import transaction
+    from shop.tasks import send_welcome
+
+    committed = send_welcome.enqueue("committed@example.com")
+    with transaction.atomic():
+        held = send_welcome.enqueue("held@example.com")
+        # The drain runs the committed job here, in this thread: Django's transaction survives
+        # it (no connection closed under it), and its own job is not visible to goodjob yet.
+        [job] = drain(backend.goodjob)
+        assert job.id == uuid.UUID(committed.id)
+        assert send_welcome.get_result(held.id).is_finished is False
+    [job] = drain(backend.goodjob)
+    assert job.result == "welcome sent to held@example.com"
