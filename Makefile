@@ -18,8 +18,8 @@ test: $(STAMP)  ## the whole suite against a real Postgres the suite starts itse
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict and the import layers, as CI runs them
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff format --check src tests examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

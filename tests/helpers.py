@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import time
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -45,3 +49,15 @@ def nested(depth: int) -> list[Any]:
         inner.append(child)
         inner = child
     return root
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str) -> types.ModuleType:
+    """Import ``examples/<name>.py`` afresh (its module-level app reads the environment as
+    it is now)."""
+    sys.modules.pop(name, None)
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)

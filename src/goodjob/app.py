@@ -13,9 +13,9 @@ from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
 from goodjob.context import current_job
 from goodjob.cron import CronEntry, CronStatus, parse_cron
-from goodjob.db import Database
+from goodjob.db import Database, foreign
 from goodjob.db import migrate as migrations
-from goodjob.db.database import is_async_connection, is_connection
+from goodjob.db.database import is_async_connection
 from goodjob.errors import ConfigurationError
 from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
@@ -188,16 +188,13 @@ class GoodJob:
         """Insert many jobs in one transaction, all or nothing, waking each queue once. Returns
         their handles in the order of the requests, built when first read.
 
-        With ``connection`` (the caller's psycopg connection) the jobs join the caller's
-        transaction: they exist if and only if it commits, and workers hear of them on commit.
+        With ``connection`` (the caller's psycopg connection, or a SQLAlchemy session or
+        connection on psycopg) the jobs join the caller's transaction: they exist if and only if
+        it commits, and workers hear of them on commit.
         """
-        if connection is not None:
-            if not is_connection(connection):
-                raise ConfigurationError(
-                    f"connection={connection!r}: pass a psycopg Connection or AsyncConnection"
-                )
-            if is_async_connection(connection):
-                raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
+        connection = foreign.unwrap(connection)
+        if connection is not None and is_async_connection(connection):
+            raise ConfigurationError("an AsyncConnection needs aenqueue() / aenqueue_all()")
         requests = list(requests)
         if not requests:
             return []
@@ -230,7 +227,9 @@ class GoodJob:
     async def aenqueue_all(
         self, requests: Iterable[JobRequest], *, connection: Any = None
     ) -> Sequence[Job]:
-        """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection."""
+        """:meth:`enqueue_all` for async code; ``connection`` may be an AsyncConnection (or a
+        SQLAlchemy AsyncSession or AsyncConnection on psycopg)."""
+        connection = await foreign.aunwrap(connection)
         if connection is None or not is_async_connection(connection):
             return await asyncio.to_thread(self.enqueue_all, list(requests), connection=connection)
         requests = list(requests)
@@ -288,8 +287,9 @@ class GoodJob:
         TaskOptions(queue=callback_queue or "default", priority=callback_priority or 0)
         if description is not None and not isinstance(description, str):
             raise ConfigurationError(f"description={description!r}: pass text")
-        if connection is not None and not is_connection(connection):
-            raise ConfigurationError(f"connection={connection!r}: pass a psycopg Connection")
+        connection = foreign.unwrap(connection)
+        if connection is not None and is_async_connection(connection):
+            raise ConfigurationError("gj.batch(connection=) needs a sync connection")
         spec = BatchSpec(
             id=new_ids(1)[0],
             description=description,
@@ -344,8 +344,9 @@ class GoodJob:
     def _insert_into_batch(
         self, batch_id: uuid.UUID, requests: Sequence[JobRequest], connection: Any
     ) -> Sequence[Job]:
-        if connection is not None and not is_connection(connection):
-            raise ConfigurationError(f"connection={connection!r}: pass a psycopg Connection")
+        connection = foreign.unwrap(connection)
+        if connection is not None and is_async_connection(connection):
+            raise ConfigurationError("adding to a batch needs a sync connection")
         self.check_schema()
         tagged = batch_records.joined(requests, batch_id)
         handles = batch_records.add(self.database, batch_id, tagged, self.reader, connection)

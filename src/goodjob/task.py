@@ -159,6 +159,9 @@ class TaskRegistry(Mapping[str, "Task[Any, Any]"]):
     def __init__(self, owner: Enqueuer) -> None:
         self.owner = owner
         self._tasks: dict[str, Task[Any, Any]] = {}
+        # Asked for a task by a name not registered (a worker resolving a job's task); what it
+        # returns is registered. The Django backend finds Django's tasks by import path here.
+        self.find: Callable[[str], Task[Any, Any] | None] | None = None
 
     def __getitem__(self, name: str) -> Task[Any, Any]:
         return self._tasks[name]
@@ -180,4 +183,9 @@ class TaskRegistry(Mapping[str, "Task[Any, Any]"]):
         return task
 
     def resolve(self, name: str) -> Task[Any, Any] | None:
-        return self._tasks.get(name)
+        task = self._tasks.get(name)
+        if task is None and self.find is not None:
+            task = self.find(name)
+            if task is not None:
+                self.add(task)
+        return task

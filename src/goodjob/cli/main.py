@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from goodjob import embedded
+from goodjob.app import GoodJob
 from goodjob.cli.batches import COMMANDS as batch_commands
 from goodjob.cli.bench import bench
 from goodjob.cli.controls import COMMANDS as control_commands
@@ -40,6 +41,17 @@ class GoodJobGroup(click.Group):
         except Error as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             ctx.exit(1)
+
+
+def run_command(command: click.Command, args: list[str], *, prog_name: str, app: GoodJob) -> None:
+    """Run one of goodjob's commands on ``app``, as a subcommand of a framework's own program
+    (``manage.py goodjob_worker``): its options and help as ``goodjob``'s, goodjob's errors as
+    one line. Exits, as a command line does."""
+    try:
+        command.main(args=args, prog_name=prog_name, obj=app)
+    except Error as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 @click.group(cls=GoodJobGroup)
@@ -157,4 +169,4 @@ def db_url() -> None:
 for command in (start, demo, bench, *job_commands, *batch_commands, *control_commands):
     main.add_command(command)
 
-__all__ = ["main"]
+__all__ = ["GoodJobGroup", "main", "run_command"]

@@ -28,8 +28,10 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def load_app(spec: str | None, settings: Mapping[str, Any] | None = None) -> GoodJob:
-    """The app named by ``module:attribute``, or a default app built from the environment,
-    given the settings flags' values (those set; before it opens any connection)."""
+    """The app named by ``module:attribute``; else the app a framework ran the command for
+    (``manage.py goodjob_worker``, ``flask goodjob start``: the click context's object); else
+    a default app built from the environment. Given the settings flags' values (those set;
+    before it opens any connection)."""
     gj = _import_app(spec)
     given = {k: v for k, v in (settings or {}).items() if v is not None}
     return gj.with_settings(**given) if given else gj
@@ -37,7 +39,9 @@ def load_app(spec: str | None, settings: Mapping[str, Any] | None = None) -> Goo
 
 def _import_app(spec: str | None) -> GoodJob:
     if not spec:
-        return GoodJob()
+        ctx = click.get_current_context(silent=True)
+        framework_app = ctx.find_object(GoodJob) if ctx is not None else None
+        return framework_app if framework_app is not None else GoodJob()
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         raise click.BadParameter(

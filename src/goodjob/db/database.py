@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -60,7 +61,12 @@ _databases: weakref.WeakSet[Database] = weakref.WeakSet()
 CHECK_IDLE_SECONDS = 1.0
 
 
-class PooledConnection(psycopg.Connection[Row]):
+class OwnConnection(psycopg.Connection[Row]):
+    """A connection goodjob opened (pooled or dedicated), configured by ``_configure``: its
+    statements need none of :func:`caller_cursor`'s care."""
+
+
+class PooledConnection(OwnConnection):
     """A connection of goodjob's pool: it knows when it was last returned, and keeps two cursors.
 
     The cursors are reused by every statement run on the connection: a new cursor starts with
@@ -144,6 +150,18 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     # default of REPEATABLE READ, a claim's second statement would count with its first's
     # snapshot, and a concurrency limit could be exceeded. psycopg names it in each BEGIN.
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+
+
+def caller_cursor(conn: Any) -> Any:
+    """A cursor on a caller's connection (sync or async) that reads and writes as goodjob's own
+    do, whatever the caller's framework configured: Django's client-side binding cursors cannot
+    send the binary parameters of a batch insert, and Django loads jsonb as text and timestamps
+    in its own time zone."""
+    kind = psycopg.AsyncCursor if isinstance(conn, psycopg.AsyncConnection) else psycopg.Cursor
+    cur = kind(conn, row_factory=dict_row)
+    set_json_loads(_loads, cur)
+    cur.adapters.register_loader("timestamptz", TimestamptzLoader)
+    return cur
 
 
 def json(value: Any) -> Jsonb:
@@ -366,7 +384,7 @@ class Database:
     def dedicated(self, part: str) -> DedicatedConnection:
         """A connection of its own, outside the pool (LISTEN, session advisory locks)."""
         with translate_errors():
-            conn = psycopg.connect(
+            conn = OwnConnection.connect(
                 self.url, autocommit=True, row_factory=dict_row, **self._connect_kwargs(part)
             )
         _configure(conn)
@@ -396,7 +414,12 @@ class Database:
     def _execute(self, sql: str, params: Params, conn: Any, fetch: bool) -> list[Row]:
         with translate_errors():
             if conn is not None:
-                return _run(conn.cursor(row_factory=dict_row), sql, params, fetch)
+                cur = (
+                    conn.cursor(row_factory=dict_row)
+                    if isinstance(conn, OwnConnection)
+                    else caller_cursor(conn)
+                )
+                return _run(cur, sql, params, fetch)
             # Checked out and in by hand rather than with _pooled(): this is every enqueue's
             # path, and each generator context manager costs microseconds (issue 5).
             pooled = self._checkout()
@@ -431,7 +454,7 @@ class Database:
         """Run statement ``name`` on a caller's async connection."""
         sql = self.sql(name)
         with translate_errors():
-            cur = conn.cursor(row_factory=dict_row)
+            cur = caller_cursor(conn)
             await cur.execute(sql, params)
             return await cur.fetchall() if cur.description else []
 

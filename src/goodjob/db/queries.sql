@@ -1093,3 +1093,47 @@ WHERE b.id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING b.id;
+
+-- name: testing_waiting
+-- The jobs waiting to run (goodjob.testing: scheduled, queued or to be retried), of one task
+-- and one queue when given, oldest first.
+SELECT j.*, {status} AS status
+FROM goodjob_jobs j
+WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL
+  AND (%(task)s::text IS NULL OR j.task_name = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s::text)
+ORDER BY j.created_at, j.id;
+
+-- name: testing_drain_next
+-- The next job goodjob.testing.drain() runs: due by %(until)s (the database clock's now when
+-- null), on the queues of the selection (%(mode)s as in goodjob.queues), not one of %(done)s,
+-- among %(only)s when given; in claim order. Says whether it is due now or only by %(until)s.
+SELECT j.id, j.scheduled_at, j.scheduled_at > now() AS ahead
+FROM goodjob_jobs j
+WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL
+  AND j.scheduled_at <= coalesce(%(until)s::timestamptz, now())
+  AND CASE %(mode)s::text
+          WHEN 'all' THEN true
+          WHEN 'exclude' THEN j.queue_name <> ALL(%(queues)s::text[])
+          ELSE j.queue_name = ANY(%(queues)s::text[])
+      END
+  AND j.id <> ALL(%(done)s::uuid[])
+  AND (%(only)s::uuid[] IS NULL OR j.id = ANY(%(only)s::uuid[]))
+ORDER BY CASE WHEN %(mode)s::text = 'ordered'
+              THEN array_position(%(queues)s::text[], j.queue_name) END,
+         j.priority, j.scheduled_at, j.id
+LIMIT %(limit)s;
+
+-- name: testing_make_due
+-- Makes a job scheduled ahead due now, for drain() to claim it (time travel without touching the
+-- claim); returns the time it was moved to, so testing_restore_schedule can move it back.
+UPDATE goodjob_jobs
+SET scheduled_at = now()
+WHERE id = %(id)s AND finished_at IS NULL AND locked_by_id IS NULL
+RETURNING scheduled_at;
+
+-- name: testing_restore_schedule
+-- Puts back the scheduled time testing_make_due moved, unless the attempt set another (a retry).
+UPDATE goodjob_jobs
+SET scheduled_at = %(scheduled_at)s
+WHERE id = %(id)s AND scheduled_at = %(moved_to)s;

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from goodjob.db import CHANNEL, Database
-from goodjob.db.database import acaller_transaction, caller_transaction, translate_errors
+from goodjob.db.database import (
+    acaller_transaction,
+    caller_cursor,
+    caller_transaction,
+    translate_errors,
+)
 from goodjob.ids import new_ids
 from goodjob.options import JobRequest
 from goodjob.records.jobs import Job, JobReader
@@ -288,7 +293,7 @@ def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
     with translate_errors(), db.transaction() if conn is None else caller_transaction(conn) as tx:
         now = db.execute("jobs_now", conn=tx)[0]["now"]
         rows = copy_rows(jobs, now, db.settings.max_payload_bytes)
-        with tx.cursor().copy(db.sql("jobs_copy")) as copy:
+        with caller_cursor(tx).copy(db.sql("jobs_copy")) as copy:
             for row in rows:
                 copy.write_row(row)
         db.run("jobs_notify", notify_params(rows), conn=tx)
@@ -308,7 +313,7 @@ async def ainsert(
         async with acaller_transaction(conn):
             now = (await db.aexecute("jobs_now", None, conn))[0]["now"]
             rows = copy_rows(jobs, now, limit)
-            async with conn.cursor().copy(db.sql("jobs_copy")) as copy:
+            async with caller_cursor(conn).copy(db.sql("jobs_copy")) as copy:
                 for row in rows:
                     await copy.write_row(row)
             await db.aexecute("jobs_notify", notify_params(rows), conn)

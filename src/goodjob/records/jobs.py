@@ -211,11 +211,14 @@ def get(
     *,
     with_executions: bool = True,
     reader: JobReader | None = None,
+    conn: Any = None,
 ) -> Job | None:
-    row = db.fetchone("job_get", {"id": job_id})
+    """The job with this id, or None; read on ``conn`` (a caller's connection: the Django
+    backend reads its results in Django's transaction) or a pooled one."""
+    row = db.fetchone("job_get", {"id": job_id}, conn=conn)
     if row is None:
         return None
-    executions = db.execute("job_executions", {"id": job_id}) if with_executions else []
+    executions = db.execute("job_executions", {"id": job_id}, conn=conn) if with_executions else []
     return Job.from_row(row, executions, reader)
 
 
