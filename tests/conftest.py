@@ -178,12 +178,22 @@ def no_leaks() -> Iterator[None]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):  # the controller, before it starts any worker
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:  # the controller: this session's chaos report
         path = ROOT / ".goodjob" / f"chaos-results-{os.getpid()}.jsonl"
         os.environ[chaos.RESULTS_ENV] = str(path)
+    else:  # an xdist worker: the controller's (handed over by pytest_configure_node)
+        os.environ[chaos.RESULTS_ENV] = workerinput[chaos.RESULTS_ENV]
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[chaos.RESULTS_ENV] = os.environ[chaos.RESULTS_ENV]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return  # the controller prints the report, once every worker has written its rows
     text = chaos.table()
     chaos.results().unlink(missing_ok=True)
     if text:
