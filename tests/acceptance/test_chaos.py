@@ -132,6 +132,16 @@ def outcome(url: str, task: str) -> dict[str, int]:
     return {"jobs": row[0], "lost": row[1], "double": row[2], "reruns": int(row[3])}
 
 
+def registered(url: str, count: int) -> None:
+    """Wait for ``count`` workers to have started (a worker that cannot reach the database
+    while it starts exits, as it should: the chaos is for workers that run)."""
+    wait_until(
+        lambda: sql(url, "SELECT count(*) FROM goodjob_processes")[0][0] >= count,
+        timeout=30,
+        message=f"{count} workers to start",
+    )
+
+
 def finished(url: str, task: str) -> bool:
     return not sql(
         url,
@@ -246,7 +256,7 @@ def test_every_goodjob_session_ended_during_a_drain_loses_nothing(
     jobs, rounds = (10_000, 10) if FULL else (2_000, 4)
     enqueue(database_url, "work", [(n, 0.002) for n in range(jobs)])
     procs = [start(workers, 5) for _ in range(3)]
-    wait_until(lambda: log(workers), timeout=20, message="the drain to start")
+    registered(database_url, 3)
     ended = 0
     for _ in range(rounds):
         time.sleep(0.5)
@@ -337,7 +347,7 @@ def test_connections_reset_and_stalled_by_a_proxy_lose_nothing(
         enqueue(database_url, "work", [(n, 0.002) for n in range(jobs)])
         env = {"GOODJOB_DATABASE_URL": url, "GOODJOB_POLL_INTERVAL": "30"}
         procs = [start(workers, 5, env) for _ in range(3)]
-        wait_until(lambda: log(workers), timeout=20, message="the drain to start")
+        registered(database_url, 3)
         reset = 0
         for _ in range(rounds):
             time.sleep(0.5)
@@ -378,6 +388,7 @@ def test_a_database_restart_during_a_drain_loses_nothing(workers: Workers) -> No
         url = server.url()
         enqueue(url, "work", [(n, 0.002) for n in range(jobs)])
         procs = [start(workers, 5, {"GOODJOB_DATABASE_URL": url}) for _ in range(3)]
+        registered(url, 3)
         wait_until(lambda: len(log(workers)) > jobs // 5, timeout=30, interval=0.05)
         embedded.stop(server.data_dir)
         stopped = time.time()

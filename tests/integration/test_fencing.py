@@ -223,15 +223,22 @@ def test_a_worker_whose_claims_were_swept_does_not_start_the_jobs_it_claimed_ahe
             ),
             message="the blocker running and four jobs claimed ahead",
         )
+
         # The process is judged dead (its heartbeat expired) while its buffer waits: another
         # process's sweep releases its claims.
-        sql(
-            database_url,
-            "UPDATE goodjob_processes SET lock_type = NULL,"
-            " updated_at = now() - interval '1 hour' WHERE id = %s",
-            (gj.tracker.process_id,),
-        )
-        assert processes.sweep(other.database).released_jobs == 5
+        def swept() -> bool:
+            # Again until it holds: the process's own heartbeat may refresh the row in between.
+            sql(
+                database_url,
+                "UPDATE goodjob_processes SET lock_type = NULL,"
+                " updated_at = now() - interval '1 hour' WHERE id = %s",
+                (gj.tracker.process_id,),
+            )
+            processes.sweep(other.database)
+            held = "SELECT count(*) FROM goodjob_jobs WHERE locked_by_id = %s"
+            return sql(database_url, held, (gj.tracker.process_id,))[0][0] == 0
+
+        wait_until(swept, timeout=10, message="the sweep to release all five claims")
         assert other.performer(ClaimSpec(parse_selection("fast"))).drain() == 4
         [pool] = gj._capsule.schedulers
         wait_until(

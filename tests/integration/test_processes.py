@@ -203,7 +203,9 @@ def test_renew_refreshes_a_stale_row_and_sweeps(make_app: Any, database_url: str
 
 
 def test_the_processes_command_lists_live_and_dead(make_app: Any, database_url: str) -> None:
-    gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
+    # A heartbeat no sooner than 30 s: the tracker's own sweep must not delete the dead row
+    # before the command lists it.
+    gj = make_app(process_stale_seconds=30.0, process_expired_seconds=60.0)
     tracker = CapsuleTracker(gj)
     dead = insert_process(database_url, updated_at="now() - interval '2 minutes'")
     with tracker.register(with_advisory_lock=True):
