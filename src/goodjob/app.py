@@ -19,7 +19,7 @@ from goodjob.db.database import is_async_connection
 from goodjob.errors import ConfigurationError
 from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
-from goodjob.middleware import Middleware, MiddlewareChain
+from goodjob.middleware import ErrorReporter, Middleware, MiddlewareChain, OnThreadError
 from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
@@ -54,10 +54,14 @@ class GoodJob:
         retry: Retry | None = None,
         middleware: Sequence[Middleware] = (),
         cron: Mapping[str, Any] | None = None,
+        on_thread_error: ErrorReporter | None = None,
         **settings: Any,
     ) -> None:
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"retry={retry!r}: pass a goodjob.Retry(...)")
+        if on_thread_error is not None:
+            # A middleware like any other, last: it hears what the others' hooks raised too.
+            middleware = [*middleware, OnThreadError(on_thread_error)]
         self.default_retry = retry
         self.cron: tuple[CronEntry, ...] = parse_cron(cron)
         self._assemble(Settings.load(database_url=database_url, **settings), middleware, None)

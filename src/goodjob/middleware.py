@@ -51,6 +51,26 @@ class Middleware:
         return {}
 
 
+ErrorReporter = Callable[[BaseException, "ClaimedJob | None"], object]
+
+
+class OnThreadError(Middleware):
+    """``GoodJob(on_thread_error=fn)``: GoodJob's ``on_thread_error``, the one place to report
+    errors from (Sentry and the like). ``fn(error, job)`` hears of every error a job raised
+    (``job`` set) and every error of goodjob's own threads (``job`` None)."""
+
+    def __init__(self, report: ErrorReporter) -> None:
+        if not callable(report):
+            raise TypeError(f"on_thread_error={report!r} is not callable: pass fn(error, job)")
+        self.report = report
+
+    def on_error(self, error: BaseException, job: ClaimedJob | None) -> None:
+        self.report(error, job)
+
+    def __repr__(self) -> str:
+        return f"OnThreadError({self.report!r})"
+
+
 def _overrides(middleware: Middleware, hook: str) -> bool:
     return getattr(type(middleware), hook) is not getattr(Middleware, hook)
 
