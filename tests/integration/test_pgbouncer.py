@@ -147,10 +147,10 @@ def test_prepare_threshold_reaches_psycopg(
 
 def test_a_pooler_needs_heartbeat_liveness_and_skiplocked() -> None:
     with pytest.raises(
-        Error, match="advisory_lock_heartbeat .* must be false with database_pooler"
+        Error, match=r"advisory_lock_heartbeat .* must be false with database_pooler"
     ):
         GoodJob("postgresql://unused/none", database_pooler=True)
-    with pytest.raises(Error, match="lock_strategy .* must be skiplocked with database_pooler"):
+    with pytest.raises(Error, match=r"lock_strategy .* must be skiplocked with database_pooler"):
         GoodJob(
             "postgresql://unused/none",
             database_pooler=True,
