@@ -143,6 +143,13 @@ class Settings:
     probe_port: int | None = field(
         default=None, metadata=_help("port of the HTTP health probe server")
     )
+    enable_metrics: bool = field(
+        default=False,
+        metadata=_help(
+            "count Prometheus metrics and serve them on the probe server's /metrics"
+            " (needs goodjob[prometheus])"
+        ),
+    )
     probe_host: str = field(
         default="0.0.0.0",
         metadata=_help(

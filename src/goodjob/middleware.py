@@ -2,9 +2,9 @@
 
 Subclass :class:`Middleware`, override the hooks you need and pass instances to
 ``GoodJob(middleware=[...])``. Every hook here is a no-op, so a subclass states only what it adds.
-Order: ``before_enqueue``, ``after_record``, ``on_error`` and ``process_state`` run in list order;
-``around_perform`` nests, the first middleware outermost. goodjob's own counters, metrics and
-tracing are middleware too.
+Order: ``before_enqueue``, ``after_claim``, ``after_record``, ``on_error`` and ``process_state``
+run in list order; ``around_perform`` nests, the first middleware outermost. goodjob's own
+counters, metrics and tracing are middleware too.
 
 A hook that raises is logged and loses no job: ``before_enqueue`` goes on with the requests it was
 given (only :class:`goodjob.EnqueueRefused` refuses an enqueue), ``around_perform`` goes on
@@ -38,6 +38,9 @@ class Middleware:
         """Wraps one attempt of a job (sync or async task): call ``perform()`` to run it and
         return the outcome it returns."""
         return perform()
+
+    def after_claim(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Called with the jobs of each claim that found any, before they run."""
 
     def after_record(self, outcomes: Sequence[Outcome]) -> None:
         """Called with outcomes once written: only those the fence accepted."""
@@ -85,6 +88,7 @@ class MiddlewareChain:
         self.items: tuple[Middleware, ...] = tuple(middleware)
         self._enqueue = [m for m in self.items if _overrides(m, "before_enqueue")]
         self._perform = [m for m in self.items if _overrides(m, "around_perform")]
+        self._claim = [m for m in self.items if _overrides(m, "after_claim")]
         self._record = [m for m in self.items if _overrides(m, "after_record")]
         self._error = [m for m in self.items if _overrides(m, "on_error")]
         self._state = [m for m in self.items if _overrides(m, "process_state")]
@@ -146,6 +150,13 @@ class MiddlewareChain:
             return outcome
 
         return run
+
+    def after_claim(self, jobs: Sequence[ClaimedJob]) -> None:
+        for middleware in self._claim:
+            try:
+                middleware.after_claim(jobs)
+            except Exception as exc:
+                self._failed(middleware, "after_claim", exc)
 
     def after_record(self, outcomes: Sequence[Outcome]) -> None:
         for middleware in self._record:
