@@ -26,6 +26,7 @@ from goodjob.config import Settings
 from goodjob.db import Database
 from goodjob.db.migrate import migrate
 from tests import chaos
+from tests.pgbouncer import PgBouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".goodjob" / "test-postgres"
@@ -200,3 +201,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         mode = "full" if chaos.FULL else "short form; `make chaos` for the full one"
         terminalreporter.write_sep("=", f"chaos ({mode})")
         terminalreporter.write_line(text)
+
+
+@pytest.fixture
+def pgbouncer(pg_server: embedded.Server, database_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of this test's database (tests/pgbouncer.py)."""
+    bouncer = PgBouncer(pg_server)
+    yield bouncer
+    bouncer.stop()

@@ -7,7 +7,7 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from goodjob.capsule_tracker import CapsuleTracker
 from goodjob.config import Settings
@@ -19,7 +19,7 @@ from goodjob.db.database import is_async_connection
 from goodjob.errors import ConfigurationError
 from goodjob.ids import new_ids
 from goodjob.job_locks import JobLocks
-from goodjob.middleware import Middleware, MiddlewareChain
+from goodjob.middleware import ErrorReporter, Middleware, MiddlewareChain, OnThreadError
 from goodjob.options import Concurrency, JobRequest, TaskOptions
 from goodjob.performer import Performer
 from goodjob.policy import OutcomePolicy
@@ -33,6 +33,9 @@ from goodjob.records.jobs import Job, JobReader
 from goodjob.retry import Retry
 from goodjob.runtime import Capsule
 from goodjob.task import ErrorHandler, P, R, Task, TaskRegistry
+
+if TYPE_CHECKING:
+    from goodjob.metrics import PrometheusMetrics
 
 
 class GoodJob:
@@ -54,10 +57,14 @@ class GoodJob:
         retry: Retry | None = None,
         middleware: Sequence[Middleware] = (),
         cron: Mapping[str, Any] | None = None,
+        on_thread_error: ErrorReporter | None = None,
         **settings: Any,
     ) -> None:
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError(f"retry={retry!r}: pass a goodjob.Retry(...)")
+        if on_thread_error is not None:
+            # A middleware like any other, last: it hears what the others' hooks raised too.
+            middleware = [*middleware, OnThreadError(on_thread_error)]
         self.default_retry = retry
         self.cron: tuple[CronEntry, ...] = parse_cron(cron)
         self._assemble(Settings.load(database_url=database_url, **settings), middleware, None)
@@ -72,6 +79,10 @@ class GoodJob:
         self.database = Database(settings)
         self.tasks = tasks if tasks is not None else TaskRegistry(self)
         self.tasks.owner = self
+        self.given_middleware = tuple(middleware)  # what with_settings passes on
+        self.metrics = _metrics(settings, self.database)
+        if self.metrics is not None:
+            middleware = [*middleware, self.metrics]
         self.middleware = MiddlewareChain(middleware)
         self.policy = OutcomePolicy(
             self.default_retry,
@@ -93,7 +104,7 @@ class GoodJob:
         app = object.__new__(GoodJob)
         app.default_retry = self.default_retry
         app.cron = self.cron
-        app._assemble(self.settings.replace(**changes), self.middleware.items, self.tasks)
+        app._assemble(self.settings.replace(**changes), self.given_middleware, self.tasks)
         return app
 
     @property
@@ -598,6 +609,20 @@ class GoodJob:
         if self.job_locks is not None:
             self.job_locks.close()
         self.database.close()
+
+
+def _metrics(settings: Settings, database: Database) -> PrometheusMetrics | None:
+    """The app's Prometheus metrics when ``enable_metrics`` is on; imported only then, so the
+    core install needs no prometheus_client."""
+    if not settings.enable_metrics:
+        return None
+    try:
+        from goodjob.metrics import PrometheusMetrics
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"enable_metrics needs prometheus_client ({exc}): pip install 'goodjob[prometheus]'"
+        ) from None
+    return PrometheusMetrics(database)
 
 
 def _id(value: uuid.UUID | str, what: str) -> uuid.UUID:

@@ -47,6 +47,10 @@ DEFAULT_SWEEP_INTERVAL = 1.0
 # to 255 MB of jsonb, but every claim reads the arguments, and a queue row of megabytes is a
 # mistake more often than a design (issue 11).
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+# psycopg's own default: a statement run this many times on one connection is prepared on the
+# server. -1 never prepares (a transaction-mode PgBouncer before 1.21 lends each transaction a
+# different server connection, where psycopg's prepared statement does not exist; issue 19).
+DEFAULT_PREPARE_THRESHOLD = 5
 
 LockStrategy = Literal["skiplocked", "advisory", "hybrid"]
 ExecutionMode = Literal["external", "async", "inline"]
@@ -71,6 +75,27 @@ class Settings:
         default=None,
         metadata=_help(
             "Postgres URL; unset starts the embedded server (also read from DATABASE_URL)"
+        ),
+    )
+    notify_database_url: str | None = field(
+        default=None,
+        metadata=_help(
+            "direct Postgres URL the notifier LISTENs on when database_url is a pooler"
+            " (PgBouncer); unset: database_url, or polling when database_pooler is on"
+        ),
+    )
+    database_pooler: bool = field(
+        default=False,
+        metadata=_help(
+            "database_url is a transaction-mode pooler (PgBouncer): no session settings, LISTEN"
+            " only on notify_database_url; needs advisory_lock_heartbeat off and skiplocked"
+        ),
+    )
+    prepare_threshold: int = field(
+        default=DEFAULT_PREPARE_THRESHOLD,
+        metadata=_help(
+            "runs of a statement before psycopg prepares it on the server; -1 never"
+            " (PgBouncer before 1.21, or without max_prepared_statements)"
         ),
     )
     schema: str = field(default=DEFAULT_SCHEMA, metadata=_help("Postgres schema of the tables"))
@@ -117,6 +142,13 @@ class Settings:
     )
     probe_port: int | None = field(
         default=None, metadata=_help("port of the HTTP health probe server")
+    )
+    enable_metrics: bool = field(
+        default=False,
+        metadata=_help(
+            "count Prometheus metrics and serve them on the probe server's /metrics"
+            " (needs goodjob[prometheus])"
+        ),
     )
     probe_host: str = field(
         default="0.0.0.0",
@@ -246,7 +278,7 @@ def coerce(name: str, value: Any) -> Any:
             return "always" if value else "never"
         if name == "preserve_job_records" and str(value).lower() in _TRUE | _FALSE:
             return "always" if str(value).lower() in _TRUE else "never"
-        return str(value).strip() if name != "database_url" else str(value)
+        return str(value) if name in ("database_url", "notify_database_url") else str(value).strip()
     except (TypeError, ValueError):
         wanted = {
             bool: "true or false",
@@ -270,6 +302,19 @@ def _validate(s: Settings) -> None:
         raise bad("max_threads", "must be a whole number of at least 1")
     if not (s.poll_interval > 0 or s.poll_interval == -1):
         raise bad("poll_interval", "must be a positive number of seconds, or -1 to disable")
+    if s.prepare_threshold < -1:
+        raise bad("prepare_threshold", "must be -1 (never prepare), 0 or more")
+    if s.database_pooler and s.advisory_lock_heartbeat:
+        raise bad(
+            "advisory_lock_heartbeat",
+            "must be false with database_pooler: a transaction-mode pooler drops session"
+            " advisory locks, so liveness goes by heartbeat",
+        )
+    if s.database_pooler and s.lock_strategy != "skiplocked":
+        raise bad(
+            "lock_strategy",
+            "must be skiplocked with database_pooler: the advisory strategies hold session locks",
+        )
     if s.max_payload_bytes < 1_000:
         raise bad("max_payload_bytes", "must be at least 1000 bytes")
     if s.max_cache < 0:

@@ -2,9 +2,9 @@
 
 Subclass :class:`Middleware`, override the hooks you need and pass instances to
 ``GoodJob(middleware=[...])``. Every hook here is a no-op, so a subclass states only what it adds.
-Order: ``before_enqueue``, ``after_record``, ``on_error`` and ``process_state`` run in list order;
-``around_perform`` nests, the first middleware outermost. goodjob's own counters, metrics and
-tracing are middleware too.
+Order: ``before_enqueue``, ``after_claim``, ``after_record``, ``on_error`` and ``process_state``
+run in list order; ``around_perform`` nests, the first middleware outermost. goodjob's own
+counters, metrics and tracing are middleware too.
 
 A hook that raises is logged and loses no job: ``before_enqueue`` goes on with the requests it was
 given (only :class:`goodjob.EnqueueRefused` refuses an enqueue), ``around_perform`` goes on
@@ -39,6 +39,9 @@ class Middleware:
         return the outcome it returns."""
         return perform()
 
+    def after_claim(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Called with the jobs of each claim that found any, before they run."""
+
     def after_record(self, outcomes: Sequence[Outcome]) -> None:
         """Called with outcomes once written: only those the fence accepted."""
 
@@ -49,6 +52,26 @@ class Middleware:
     def process_state(self) -> dict[str, Any]:
         """Fields to add to this process's row in ``goodjob_processes`` (its ``state``)."""
         return {}
+
+
+ErrorReporter = Callable[[BaseException, "ClaimedJob | None"], object]
+
+
+class OnThreadError(Middleware):
+    """``GoodJob(on_thread_error=fn)``: GoodJob's ``on_thread_error``, the one place to report
+    errors from (Sentry and the like). ``fn(error, job)`` hears of every error a job raised
+    (``job`` set) and every error of goodjob's own threads (``job`` None)."""
+
+    def __init__(self, report: ErrorReporter) -> None:
+        if not callable(report):
+            raise TypeError(f"on_thread_error={report!r} is not callable: pass fn(error, job)")
+        self.report = report
+
+    def on_error(self, error: BaseException, job: ClaimedJob | None) -> None:
+        self.report(error, job)
+
+    def __repr__(self) -> str:
+        return f"OnThreadError({self.report!r})"
 
 
 def _overrides(middleware: Middleware, hook: str) -> bool:
@@ -65,6 +88,7 @@ class MiddlewareChain:
         self.items: tuple[Middleware, ...] = tuple(middleware)
         self._enqueue = [m for m in self.items if _overrides(m, "before_enqueue")]
         self._perform = [m for m in self.items if _overrides(m, "around_perform")]
+        self._claim = [m for m in self.items if _overrides(m, "after_claim")]
         self._record = [m for m in self.items if _overrides(m, "after_record")]
         self._error = [m for m in self.items if _overrides(m, "on_error")]
         self._state = [m for m in self.items if _overrides(m, "process_state")]
@@ -126,6 +150,13 @@ class MiddlewareChain:
             return outcome
 
         return run
+
+    def after_claim(self, jobs: Sequence[ClaimedJob]) -> None:
+        for middleware in self._claim:
+            try:
+                middleware.after_claim(jobs)
+            except Exception as exc:
+                self._failed(middleware, "after_claim", exc)
 
     def after_record(self, outcomes: Sequence[Outcome]) -> None:
         for middleware in self._record:

@@ -192,3 +192,6 @@ class JobRequest(NamedTuple):
     options: TaskOptions
     # The task's limits when it has them; options.concurrency_key is then the call's key.
     concurrency: Concurrency | None = None
+    # Stored with the job's arguments under "headers" and handed back with each claim
+    # (ClaimedJob.headers): the trace context of goodjob.tracing (issue 19). Set by middleware.
+    headers: dict[str, str] | None = None

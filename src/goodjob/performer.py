@@ -163,6 +163,12 @@ class Performer:
         taken too, and held until :meth:`complete` (or :meth:`release_locks`); a job whose lock
         another session took in the meantime is given back at once.
         """
+        jobs = self._claim_locked(limit, ids)
+        if jobs:
+            self.middleware.after_claim(jobs)
+        return jobs
+
+    def _claim_locked(self, limit: int, ids: Sequence[uuid.UUID]) -> list[ClaimedJob]:
         process_id = self.tracker.id_for_lock()
         if process_id is None:
             return []

@@ -2,7 +2,8 @@
 
 Endpoints (GoodJob's meanings): ``/status`` 200 while the process runs; ``/status/started`` 200
 once the worker runs its pools; ``/status/connected`` 200 once it is started and connected
-(LISTEN up, or the database answering when LISTEN/NOTIFY is off); 503 otherwise. With
+(LISTEN up, or the database answering when LISTEN/NOTIFY is off); 503 otherwise. With the
+``enable_metrics`` setting, ``/metrics`` serves Prometheus metrics (goodjob.metrics). With
 ``NOTIFY_SOCKET`` set (systemd ``Type=notify``), :class:`SystemdNotifier` sends ``READY=1`` once
 started, ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` while connected, and ``STOPPING=1``.
 
@@ -35,6 +36,7 @@ Check = Callable[[], bool]
 REQUEST_TIMEOUT = 5.0  # seconds a client has to start its request, then as long to finish it
 MAX_CONCURRENT = 8  # requests handled at once, one thread each; any more are answered 503
 MAX_WAITING = 64  # connections that have sent nothing yet; a new one beyond this closes the oldest
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
 _POLL_INTERVAL = 0.5  # seconds; how soon the accepting loop notices stop()
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -46,7 +48,13 @@ class ProbeServer:
     """Serves the status endpoints on ``host``:``port`` (0 picks a free port; see ``.port``)."""
 
     def __init__(
-        self, port: int, *, started: Check, connected: Check, host: str = "0.0.0.0"
+        self,
+        port: int,
+        *,
+        started: Check,
+        connected: Check,
+        host: str = "0.0.0.0",
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         checks: dict[str, Check] = {
             "/status": lambda: True,
@@ -69,7 +77,11 @@ class ProbeServer:
                 self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.timeout))
 
             def do_GET(self) -> None:
-                check = checks.get(self.path.split("?")[0].rstrip("/") or "/")
+                path = self.path.split("?")[0].rstrip("/") or "/"
+                if path == "/metrics" and metrics is not None:
+                    self._metrics(metrics)
+                    return
+                check = checks.get(path)
                 if check is None:
                     self._reply(404, "not found")
                     return
@@ -78,10 +90,20 @@ class ProbeServer:
                     ok = check()
                 self._reply(200 if ok else 503, "OK" if ok else "Service Unavailable")
 
-            def _reply(self, code: int, text: str) -> None:
-                body = (text + "\n").encode()
+            def _metrics(self, render: Callable[[], bytes]) -> None:
+                try:
+                    body = render()
+                except Exception:
+                    # The database is down, say: the scrape fails visibly, the worker goes on.
+                    logger.exception("/metrics failed")
+                    self._reply(503, "metrics unavailable")
+                    return
+                self._reply(200, body, METRICS_CONTENT_TYPE)
+
+            def _reply(self, code: int, text: str | bytes, kind: str = "text/plain") -> None:
+                body = text if isinstance(text, bytes) else (text + "\n").encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

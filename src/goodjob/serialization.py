@@ -218,8 +218,13 @@ def decode(data: Any) -> Any:
     return data
 
 
-def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A job's call arguments, as stored in ``goodjob_jobs.arguments``."""
+def encode_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A job's call arguments, as stored in ``goodjob_jobs.arguments``, with its headers (a
+    middleware's, e.g. a trace context) under the reserved key ``headers`` when it has any."""
+    if headers:
+        return {**encode_arguments(args, kwargs), "headers": _checked_headers(headers)}
     try:
         # Empty args or kwargs skip the copying calls (a batch's per-job client time).
         return {
@@ -232,6 +237,26 @@ def encode_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str,
         "args": [_encode(a, f"argument {i}", 1) for i, a in enumerate(args)],
         "kwargs": {k: _encode(v, f"argument {k!r}", 1) for k, v in _checked(kwargs).items()},
     }
+
+
+def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise SerializationError(
+                f"job header {key!r}: {value!r} is not text: use str keys and values"
+            )
+    return dict(headers)
+
+
+def load_headers(text: str) -> dict[str, str]:
+    """A job's headers from its stored arguments' JSON text (empty when it has none)."""
+    if '"headers"' not in text:  # most jobs: no parsing
+        return {}
+    try:
+        headers = json.loads(text).get("headers")
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    return headers if isinstance(headers, dict) else {}
 
 
 def _checked(kwargs: dict[str, Any]) -> dict[str, Any]:

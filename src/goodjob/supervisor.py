@@ -67,6 +67,7 @@ def run_worker(
             started=lambda: capsule.started and not capsule.stopped,
             connected=lambda: capsule.connected,
             host=gj.settings.probe_host,
+            metrics=gj.metrics.exposition if gj.metrics is not None else None,
         )
         server.start()
     systemd = SystemdNotifier(connected=lambda: capsule.connected)
@@ -123,6 +124,8 @@ class Supervisor:
                 started=self._all_started,
                 connected=self._all_connected,
                 host=self.gj.settings.probe_host,
+                # The supervisor runs no jobs: the database-wide figures only.
+                metrics=self.gj.metrics.exposition if self.gj.metrics is not None else None,
             )
             server.start()
         ready_sent = False

@@ -187,3 +187,32 @@ def test_systemd_notifier_is_a_no_op_without_the_socket(monkeypatch: pytest.Monk
     assert not notifier.enabled
     notifier.ready()
     notifier.stopping()
+
+
+def test_metrics_are_served_when_given_and_a_failing_render_is_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    renders = [b"goodjob_processes 1.0\n"]
+
+    def render() -> bytes:
+        if not renders:
+            raise RuntimeError("database down")
+        return renders.pop()
+
+    without = ProbeServer(0, host="127.0.0.1", started=lambda: True, connected=lambda: True)
+    served = ProbeServer(
+        0, host="127.0.0.1", started=lambda: True, connected=lambda: True, metrics=render
+    )
+    without.start()
+    served.start()
+    try:
+        assert _get(without.port, "/metrics") == 404  # enable_metrics off: no such page
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/metrics", timeout=2) as r:
+            assert r.read() == b"goodjob_processes 1.0\n"
+            assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert _get(served.port, "/metrics") == 503
+        assert "/metrics failed" in caplog.text
+        assert _get(served.port, "/status") == 200  # the probes go on
+    finally:
+        without.stop()
+        served.stop()

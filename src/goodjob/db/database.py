@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json as jsonlib
 import logging
 import os
@@ -142,9 +143,13 @@ END
 $$"""
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any], *, session_settings: bool = True) -> None:
     set_json_loads(_loads, conn)
-    conn.execute(SESSION_KEEPALIVES)
+    if session_settings:
+        # Not through a transaction-mode pooler (issue 19): its session SETs would land on
+        # whichever server connection it lent for them, then on other clients' work; the
+        # pooler's own server_* keepalive settings stand in for them there.
+        conn.execute(SESSION_KEEPALIVES)
     # goodjob's transactions (the gated claim, limited enqueues) count what other transactions
     # committed between their statements, which needs READ COMMITTED: under a server or role
     # default of REPEATABLE READ, a claim's second statement would count with its first's
@@ -279,11 +284,22 @@ class Database:
         return self._url
 
     def _connect_kwargs(self, part: str) -> dict[str, Any]:
+        threshold = self.settings.prepare_threshold
         return {
             "application_name": f"{self.application_name}:{part}",
             "connect_timeout": CONNECT_TIMEOUT,
+            "prepare_threshold": None if threshold == -1 else threshold,
             **KEEPALIVES,
         }
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where LISTEN can work: ``notify_database_url``, else ``url`` unless that is a
+        transaction-mode pooler (which lends each transaction any server connection, so a
+        LISTEN would hear nothing): None then, and workers poll."""
+        if self.settings.notify_database_url:
+            return self.settings.notify_database_url
+        return None if self.settings.database_pooler else self.url
 
     @property
     def pool(self) -> ConnectionPool[PooledConnection]:
@@ -306,7 +322,9 @@ class Database:
                         open=False,
                         name="goodjob",
                         check=_check_if_idle,
-                        configure=_configure,
+                        configure=functools.partial(
+                            _configure, session_settings=not self.settings.database_pooler
+                        ),
                         connection_class=PooledConnection,
                     )
                     self._pool.open(wait=False)
@@ -381,13 +399,18 @@ class Database:
         with translate_errors(), self._pooled() as conn, conn.transaction():
             yield conn
 
-    def dedicated(self, part: str) -> DedicatedConnection:
-        """A connection of its own, outside the pool (LISTEN, session advisory locks)."""
+    def dedicated(self, part: str, *, url: str | None = None) -> DedicatedConnection:
+        """A connection of its own, outside the pool (LISTEN, session advisory locks), to
+        ``url`` when given (the notifier's :attr:`listen_url`), else to :attr:`url`."""
+        pooled = url is None and self.settings.database_pooler
         with translate_errors():
             conn = OwnConnection.connect(
-                self.url, autocommit=True, row_factory=dict_row, **self._connect_kwargs(part)
+                url or self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                **self._connect_kwargs(part),
             )
-        _configure(conn)
+        _configure(conn, session_settings=not pooled)
         return DedicatedConnection(self, conn)
 
     # -- statements -------------------------------------------------------------------------

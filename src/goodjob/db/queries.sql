@@ -1137,3 +1137,37 @@ RETURNING scheduled_at;
 UPDATE goodjob_jobs
 SET scheduled_at = %(scheduled_at)s
 WHERE id = %(id)s AND scheduled_at = %(moved_to)s;
+
+-- name: metrics_jobs
+-- Unfinished jobs per queue by state, and the wait of each queue's oldest due job, for
+-- Prometheus (goodjob.metrics, cached between scrapes). At most %(cap)s unfinished jobs are
+-- read, so a huge backlog costs a bounded read; past it the counts are lower bounds.
+SELECT queue_name,
+       count(*) FILTER (WHERE locked_by_id IS NOT NULL) AS running,
+       count(*) FILTER (WHERE locked_by_id IS NULL AND scheduled_at <= now()) AS queued,
+       count(*) FILTER (WHERE locked_by_id IS NULL AND scheduled_at > now()) AS scheduled,
+       COALESCE(EXTRACT(epoch FROM now() - min(scheduled_at)
+           FILTER (WHERE locked_by_id IS NULL AND scheduled_at <= now())), 0)::float8 AS latency
+FROM (
+    SELECT queue_name, locked_by_id, scheduled_at
+    FROM goodjob_jobs
+    WHERE finished_at IS NULL
+    LIMIT %(cap)s
+) AS unfinished
+GROUP BY queue_name;
+
+-- name: metrics_processes
+-- Live worker processes, how many listen, and their busy and idle threads (from the state each
+-- writes with its heartbeat), for Prometheus.
+SELECT count(*) AS processes,
+       count(*) FILTER (WHERE (state->>'listening')::boolean) AS listening,
+       COALESCE(sum(threads.busy), 0)::bigint AS busy_threads,
+       COALESCE(sum(threads.idle), 0)::bigint AS idle_threads
+FROM goodjob_processes
+CROSS JOIN LATERAL (
+    SELECT sum((s->>'busy_threads')::int) AS busy, sum((s->>'available_threads')::int) AS idle
+    FROM jsonb_array_elements(
+        CASE WHEN jsonb_typeof(state->'schedulers') = 'array' THEN state->'schedulers'
+             ELSE '[]'::jsonb END
+    ) AS s
+) AS threads;

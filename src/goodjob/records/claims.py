@@ -25,6 +25,7 @@ from goodjob.db import CHANNEL, Database, json_text
 from goodjob.db.queries import qualify
 from goodjob.queues import QueueSelection
 from goodjob.records.settling import settling
+from goodjob.serialization import load_headers
 
 Kind = Literal["succeeded", "discarded", "retry", "release"]
 
@@ -190,6 +191,11 @@ class ClaimedJob:
     cancelled: bool = False  # cancelled while its previous attempt ran: discarded, not run
     batch_id: uuid.UUID | None = None  # the batch it belongs to
     batch_callback_id: uuid.UUID | None = None  # the batch whose callback it is
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers stored with the job at enqueue (a trace context), read on demand."""
+        return load_headers(self.arguments)
 
     @property
     def batches(self) -> tuple[uuid.UUID | None, uuid.UUID | None]:

@@ -108,7 +108,9 @@ class NewJobs:
             requests,
             new_ids(len(requests)) if ids is None else list(ids),
             [
-                encode_arguments(r.args, r.kwargs) if r.args or r.kwargs else NO_ARGUMENTS
+                encode_arguments(r.args, r.kwargs, r.headers)
+                if r.args or r.kwargs or r.headers
+                else NO_ARGUMENTS
                 for r in requests
             ],
         )

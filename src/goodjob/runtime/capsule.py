@@ -209,7 +209,9 @@ class Capsule:
             )
             scheduler.start()
             self.schedulers.append(scheduler)
-        if settings.enable_listen_notify:
+        if settings.enable_listen_notify and self.database.listen_url is None:
+            logger.info("database_pooler without notify_database_url: polling, no LISTEN")
+        elif settings.enable_listen_notify:
             self.notifier = Notifier(
                 self.database,
                 tracker,

@@ -98,7 +98,7 @@ class Notifier:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _connect(self) -> None:
-        conn = self.database.dedicated("notifier")
+        conn = self.database.dedicated("notifier", url=self.database.listen_url)
         self._conn = conn
         conn.listen(CHANNEL)
         if self.hold_advisory_lock:
