@@ -132,6 +132,18 @@ def outcome(url: str, task: str) -> dict[str, int]:
     return {"jobs": row[0], "lost": row[1], "double": row[2], "reruns": int(row[3])}
 
 
+def start_latency(workers: Workers, url: str) -> float:
+    """Seconds from enqueueing one more job to its start in a worker."""
+    enqueued = time.time()
+    enqueue(url, "work", [(-1, 0.0)])
+    started = wait_until(
+        lambda: [at for _, _, _, e, at in log(workers) if e == "start" and at > enqueued],
+        timeout=20,
+        message="a job enqueued now to start",
+    )
+    return started[0] - enqueued
+
+
 def registered(url: str, count: int) -> None:
     """Wait for ``count`` workers to have started (a worker that cannot reach the database
     while it starts exits, as it should: the chaos is for workers that run)."""
@@ -356,16 +368,7 @@ def test_connections_reset_and_stalled_by_a_proxy_lose_nothing(
             proxy.stall(2.0)
         wait_until(lambda: finished(database_url, "work"), timeout=120, interval=0.25)
         time.sleep(2.0)  # the notifiers' reconnection back-off, at most
-        enqueued = time.time()
-        enqueue(database_url, "work", [(-1, 0.0)])
-        latency = (
-            wait_until(
-                lambda: [at for _, _, _, e, at in log(workers) if e == "start" and at > enqueued],
-                timeout=20,
-                message="a job enqueued after the chaos",
-            )[0]
-            - enqueued
-        )
+        latency = start_latency(workers, database_url)
     finally:
         proxy.close()
     figures = outcome(database_url, "work")
@@ -428,15 +431,7 @@ def test_a_long_transaction_during_a_drain_holds_nothing_up(
             start(workers, 5)
         wait_until(lambda: finished(database_url, "work"), timeout=180, interval=0.25)
         drain = time.monotonic() - began
-        enqueued = time.time()
-        enqueue(database_url, "work", [(-1, 0.0)])
-        latency = (
-            wait_until(
-                lambda: [at for _, _, _, e, at in log(workers) if e == "start" and at > enqueued],
-                timeout=20,
-            )[0]
-            - enqueued
-        )
+        latency = start_latency(workers, database_url)
         time.sleep(max(0.0, hold - (time.monotonic() - opened)))
         idle.rollback()
     figures = outcome(database_url, "work")
