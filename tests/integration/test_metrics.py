@@ -98,6 +98,9 @@ def test_metrics_move_while_a_worker_drains(served: tuple[GoodJob, str]) -> None
             lambda: (
                 (s := _scrape(url))
                 and _value(s, "goodjob_jobs_finished_total", task="send", outcome="succeeded") == 20
+                # the bounce may run last: its record too, so the figures below are final
+                and _value(s, "goodjob_jobs_finished_total", task="bounce", outcome="discarded")
+                == 1
                 and s
             ),
             timeout=15,
