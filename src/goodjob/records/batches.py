@@ -309,17 +309,13 @@ def add(
     conn: Any = None,
 ) -> Sequence[Job]:
     """Insert jobs into an existing batch, reopening it if it had finished."""
-    with settling(db, [batch_id], conn) as tx:
-        if not db.execute("batches_lock", {"ids": [batch_id]}, conn=tx):
-            raise BatchNotFound(f"no batch has id {batch_id}")
+    with settling(db, [batch_id], conn, must_exist=True) as tx:
         return _insert_jobs(db, requests, None, reader, tx)
 
 
 def retry(db: Database, batch_id: uuid.UUID) -> int:
     """Retry the discarded jobs of a batch; how many."""
-    with settling(db, [batch_id]) as tx:
-        if not db.execute("batches_lock", {"ids": [batch_id]}, conn=tx):
-            raise BatchNotFound(f"no batch has id {batch_id}")
+    with settling(db, [batch_id], must_exist=True) as tx:
         row = db.execute("batch_retry", {"id": batch_id, "channel": CHANNEL}, conn=tx)[0]
     return int(row["retried"])
 

@@ -197,11 +197,6 @@ class ClaimedJob:
         """The headers stored with the job at enqueue (a trace context), read on demand."""
         return load_headers(self.arguments)
 
-    @property
-    def batches(self) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-        """The batches whose state its outcome may change."""
-        return self.batch_id, self.batch_callback_id
-
     @classmethod
     def from_row(cls, row: dict[str, Any], claimed_at: float = 0.0, pool: int = 0) -> ClaimedJob:
         return cls(
@@ -300,8 +295,10 @@ def complete(
         "durations": [o.duration for o in outcomes],
         "preserve": list(preserve),
     }
-    batches = [batch_id for o in outcomes for batch_id in o.job.batches if batch_id is not None]
-    if not batches:
+    # The batches whose state these outcomes may change: a job belongs to one, or runs one's
+    # callback (never both).
+    batches = [o.job.batch_id or o.job.batch_callback_id for o in outcomes]
+    if not any(batches):
         rows = db.execute("jobs_complete", params)
     else:
         with settling(db, batches) as tx:

@@ -18,6 +18,7 @@ from typing import Any
 
 from goodjob.db import CHANNEL, Database
 from goodjob.db.database import caller_transaction
+from goodjob.errors import BatchNotFound
 from goodjob.ids import new_ids
 
 EVENTS = ("finish", "success", "discard")  # what a batch's callbacks are told
@@ -25,14 +26,22 @@ EVENTS = ("finish", "success", "discard")  # what a batch's callbacks are told
 
 @contextlib.contextmanager
 def settling(
-    db: Database, batch_ids: Iterable[uuid.UUID | None], conn: Any = None
+    db: Database,
+    batch_ids: Iterable[uuid.UUID | None],
+    conn: Any = None,
+    *,
+    must_exist: bool = False,
 ) -> Iterator[Any]:
     """A transaction (on ``conn``, the caller's, if given) for changing the jobs of these
-    batches: their rows are locked when it begins and the batches settled before it commits."""
+    batches: their rows are locked when it begins and the batches settled before it commits.
+    With ``must_exist``, a batch that has no row is a BatchNotFound."""
     ids = sorted({batch_id for batch_id in batch_ids if batch_id is not None})
     with db.transaction() if conn is None else caller_transaction(conn) as tx:
         if ids:
-            db.execute("batches_lock", {"ids": ids}, conn=tx)
+            locked = db.execute("batches_lock", {"ids": ids}, conn=tx)
+            missing = set(ids) - {row["id"] for row in locked}
+            if must_exist and missing:
+                raise BatchNotFound(f"no batch has id {min(missing)}")
         yield tx
         if ids:
             settle(db, ids, tx)
