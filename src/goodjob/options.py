@@ -195,3 +195,6 @@ class JobRequest(NamedTuple):
     # Stored with the job's arguments under "headers" and handed back with each claim
     # (ClaimedJob.headers): the trace context of goodjob.tracing (issue 19). Set by middleware.
     headers: dict[str, str] | None = None
+    # The job's id when a middleware minted it before the insert (goodjob.tracing names the job
+    # in its producer span); otherwise the insert mints it.
+    id: uuid.UUID | None = None

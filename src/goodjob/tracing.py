@@ -7,8 +7,8 @@ context is stored with the job (the W3C ``traceparent`` in the job's ``headers``
 arguments); each attempt's span continues it, so retries show up in the same trace. Spans follow
 OpenTelemetry's messaging conventions: ``messaging.system`` ``goodjob``, the queue as
 ``messaging.destination.name``, ``send`` or ``process`` as ``messaging.operation.type``, and the
-job id as ``messaging.message.id`` (known once the job is claimed: it is minted at insert, after
-the producer span).
+job id as ``messaging.message.id`` (minted here, before the insert, so the producer span names
+it; an enqueue that ``enqueue_limit`` deduplicates hands back the job already queued instead).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from goodjob.ids import new_ids
 from goodjob.middleware import Middleware, Perform
 from goodjob.options import JobRequest
 from goodjob.records.claims import ClaimedJob, Outcome
@@ -38,8 +39,10 @@ class OpenTelemetry(Middleware):
 
     def before_enqueue(self, requests: list[JobRequest]) -> list[JobRequest]:
         traced = []
-        for request in requests:
+        ids = new_ids(len(requests))
+        for request, new_id in zip(requests, ids, strict=True):
             queue = request.options.queue
+            job_id = request.id or new_id
             with self._tracer.start_as_current_span(
                 f"send {queue}",
                 kind=SpanKind.PRODUCER,
@@ -48,12 +51,13 @@ class OpenTelemetry(Middleware):
                     "messaging.destination.name": queue,
                     "messaging.operation.type": "send",
                     "messaging.operation.name": "enqueue",
+                    "messaging.message.id": str(job_id),
                     "goodjob.task": request.task_name,
                 },
             ):
                 headers = dict(request.headers or {})
                 propagate.inject(headers)  # this span's context, as traceparent (and baggage)
-            traced.append(request._replace(headers=headers))
+            traced.append(request._replace(headers=headers, id=job_id))
         return traced
 
     def around_perform(self, job: ClaimedJob, perform: Perform) -> Outcome:

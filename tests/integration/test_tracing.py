@@ -56,6 +56,7 @@ def test_one_trace_from_a_parent_span_through_enqueue_into_each_attempt(make_app
         "messaging.destination.name": "mail",
         "messaging.operation.type": "send",
         "messaging.operation.name": "enqueue",
+        "messaging.message.id": str(job.id),
         "goodjob.task": "flaky",
     }
     assert [s.name for s in attempts] == ["process mail", "process mail"]
@@ -86,3 +87,23 @@ def test_jobs_enqueued_without_tracing_carry_no_headers(gj: GoodJob, database_ur
         database_url, "SELECT arguments FROM goodjob_jobs WHERE id = %s", (job.id,)
     )
     assert arguments == {"args": [1], "kwargs": {}}
+
+
+def test_each_producer_span_names_the_job_it_enqueued(make_app: Any) -> None:
+    provider, exporter = _tracing()
+    gj: GoodJob = make_app(middleware=[OpenTelemetry(tracer_provider=provider)])
+
+    @gj.task(name="each")
+    def each(n: int) -> None:
+        pass
+
+    handles = list(gj.enqueue_all([each.prepare(n) for n in range(5)]))  # one statement
+    handles.append(each.enqueue(5))
+    with gj.batch() as batch:
+        each.enqueue(6)
+    handles.extend(batch.jobs)
+
+    sends = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    named = [(s.attributes or {})["messaging.message.id"] for s in sends]
+    assert sorted(named) == sorted(str(h.id) for h in handles)
+    assert len(set(named)) == 7

@@ -106,7 +106,7 @@ class NewJobs:
         what JSON cannot carry, before anything is inserted)."""
         return cls(
             requests,
-            new_ids(len(requests)) if ids is None else list(ids),
+            _ids(requests) if ids is None else list(ids),
             [
                 encode_arguments(r.args, r.kwargs, r.headers)
                 if r.args or r.kwargs or r.headers
@@ -117,6 +117,14 @@ class NewJobs:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def _ids(requests: Sequence[JobRequest]) -> list[uuid.UUID]:
+    """New ids, except where a middleware minted a request's id already."""
+    ids = new_ids(len(requests))
+    if any(request.id is not None for request in requests):
+        ids = [request.id or new for request, new in zip(requests, ids, strict=True)]
+    return ids
 
 
 def _row(request: JobRequest) -> dict[str, Any]:
