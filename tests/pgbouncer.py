@@ -84,7 +84,11 @@ class PgBouncer:
         return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
 
     def stats(self, database: str) -> dict[str, int]:
-        """PgBouncer's own counters for ``database`` (SHOW STATS on its admin console)."""
+        """PgBouncer's own counters for ``database``."""
+        return self.all_stats().get(database, {})
+
+    def all_stats(self) -> dict[str, dict[str, int]]:
+        """PgBouncer's own counters by database (SHOW STATS on its admin console)."""
         import psycopg
 
         # The admin console speaks the simple query protocol only: a client-side cursor.
@@ -92,11 +96,10 @@ class PgBouncer:
             cur = psycopg.ClientCursor(conn)
             cur.execute("SHOW STATS")
             names = [c.name for c in cur.description or ()]
-            for row in cur.fetchall():
-                record = dict(zip(names, row, strict=True))
-                if record["database"] == database:
-                    return {k: int(v) for k, v in record.items() if k != "database"}
-        return {}
+            records = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return {
+            r["database"]: {k: int(v) for k, v in r.items() if k != "database"} for r in records
+        }
 
     def log(self) -> str:
         path = self.folder / "pgbouncer.log"

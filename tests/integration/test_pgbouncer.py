@@ -4,8 +4,7 @@ LISTEN on a direct connection or polling without one, and psycopg's prepared sta
 The settings are the README's "PgBouncer" section: ``database_pooler``, heartbeat liveness
 (``advisory_lock_heartbeat`` off), ``prepare_threshold=-1`` (Debian's PgBouncer 1.18 predates
 prepared-statement support) and, for LISTEN, ``notify_database_url``. Crash recovery through
-heartbeat expiry is in tests/acceptance/test_pgbouncer.py. (There is no dashboard yet, so no
-dashboard queries to run through it.)
+heartbeat expiry is in tests/acceptance/test_pgbouncer.py.
 """
 
 from __future__ import annotations
@@ -157,3 +156,37 @@ def test_a_pooler_needs_heartbeat_liveness_and_skiplocked() -> None:
             advisory_lock_heartbeat=False,
             lock_strategy="advisory",
         )
+
+
+@pytest.mark.timeout(240)
+def test_bench_drains_through_the_pooler(pgbouncer: PgBouncer, database_url: str) -> None:
+    # `goodjob bench --pooler-url`: the drains (goodjob's and the baseline's) go through it.
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "goodjob", "bench", "--database-url", database_url),
+            *("--pooler-url", pgbouncer.url("postgres"), "--scenario", "drain"),
+            *("--jobs", "200", "--quick", "--best-processes", "1", "--best-threads", "5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    by_name = {line["scenario"]: line for line in lines}
+    assert by_name["machine"]["pooler"] is True
+    for name in ("drain_default", "drain_best"):
+        assert by_name[name]["goodjob"]["exactly_once"] is True
+        assert by_name[name]["baseline"]["exactly_once"] is True
+    through = {  # gj_bench_<label>_<8 hex> -> transactions PgBouncer ran for it
+        name[len("gj_bench_") : -9]: stats["total_xact_count"]
+        for name, stats in pgbouncer.all_stats().items()
+        if name.startswith("gj_bench_")
+    }
+    drains = ("baseline_drain", "goodjob_drain", "goodjob_limited", "goodjob_batched")
+    assert all(through.get(label, 0) > 0 for label in (*drains, "goodjob_drain_best")), through

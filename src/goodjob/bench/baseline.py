@@ -90,8 +90,15 @@ def perform(task: str, args: dict[str, Any]) -> float | None:
 class Worker:
     """``threads`` claim-run-done loops and one listener that wakes them."""
 
-    def __init__(self, url: str, threads: int = THREADS, poll_interval: float = POLL_INTERVAL):
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        threads: int = THREADS,
+        poll_interval: float = POLL_INTERVAL,
+        pooler_url: str | None = None,
+    ):
+        self.url = url  # the listener's, and the loops' unless there is a pooler
+        self.pooler_url = pooler_url
         self.threads = threads
         self.poll_interval = poll_interval
         self.stop = threading.Event()
@@ -111,7 +118,11 @@ class Worker:
                     self._notify_all()
 
     def loop(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        if self.pooler_url is None:
+            connecting = psycopg.connect(self.url, autocommit=True)
+        else:  # nothing prepared: the next transaction may land on another server connection
+            connecting = psycopg.connect(self.pooler_url, autocommit=True, prepare_threshold=None)
+        with connecting as conn:
             while not self.stop.is_set():
                 with self.wake:
                     seen = self.generation
@@ -142,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("url")
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--poll-interval", type=float, default=POLL_INTERVAL)
+    parser.add_argument("--pooler-url", help="claim and complete through this pooler")
     options = parser.parse_args(argv)
-    worker = Worker(options.url, options.threads, options.poll_interval)
+    worker = Worker(options.url, options.threads, options.poll_interval, options.pooler_url)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
     print(f"baseline worker {os.getpid()} ready", flush=True)

@@ -178,11 +178,20 @@ class WorkerConfig:
     processes: int = 1
     poll_interval: float | None = None  # None: goodjob's default
     pool_size: int | None = None  # None: goodjob's default (database_pool_size)
+    # A transaction-mode pooler (PgBouncer) in front of the server: the workers' connections go
+    # through it, their LISTEN stays on the direct URL (README, "PgBouncer").
+    pooler_url: str | None = None
 
     def describe(self) -> str:
         threads = "default" if self.threads is None else str(self.threads)
         pool = "" if self.pool_size is None else f", pool {self.pool_size}"
-        return f"{self.processes}x{threads} threads{pool}"
+        pooler = "" if self.pooler_url is None else ", through the pooler"
+        return f"{self.processes}x{threads} threads{pool}{pooler}"
+
+
+def pooled(url: str, pooler_url: str) -> str:
+    """``pooler_url`` naming the database of ``url`` (the pooler serves any name)."""
+    return with_database(pooler_url, str(conninfo_to_dict(url)["dbname"]))
 
 
 def goodjob_workers(url: str, config: WorkerConfig, label: str) -> list[WorkerProcess]:
@@ -198,11 +207,22 @@ def goodjob_workers(url: str, config: WorkerConfig, label: str) -> list[WorkerPr
         argv += ["--processes", str(config.processes)]
     if config.pool_size is not None:
         argv += ["--database-pool-size", str(config.pool_size)]
+    if config.pooler_url is not None:
+        env.update(
+            GOODJOB_DATABASE_URL=pooled(url, config.pooler_url),
+            GOODJOB_NOTIFY_DATABASE_URL=url,
+            GOODJOB_DATABASE_POOLER="true",
+            GOODJOB_ADVISORY_LOCK_HEARTBEAT="false",
+            GOODJOB_LOCK_STRATEGY="skiplocked",
+            GOODJOB_PREPARE_THRESHOLD="-1",  # any PgBouncer: 1.21's prepared statements need setup
+        )
     return [WorkerProcess(argv, env, label)]
 
 
-def baseline_worker(url: str, label: str) -> WorkerProcess:
+def baseline_worker(url: str, label: str, pooler_url: str | None = None) -> WorkerProcess:
     argv = [sys.executable, "-m", "goodjob.bench.baseline", url]
+    if pooler_url is not None:
+        argv += ["--pooler-url", pooled(url, pooler_url)]
     return WorkerProcess(argv, dict(os.environ), label)
 
 

@@ -35,6 +35,7 @@ class Options:
     sizes: sc.Sizes
     best: WorkerConfig
     scenarios: tuple[str, ...] = ALL
+    pooler_url: str | None = None  # the drains go through it (WorkerConfig.pooler_url)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -87,7 +88,7 @@ class Run:
 
     def machine(self) -> dict[str, Any]:
         facts = server_facts(self.options.url)
-        line = {"scenario": "machine", **facts}
+        line = {"scenario": "machine", **facts, "pooler": self.options.pooler_url is not None}
         self.emit(line)
         return line
 
@@ -184,6 +185,7 @@ class Run:
         limited_rounds: list[dict[str, Any]] = []
         batched_rounds: list[dict[str, Any]] = []
         seed_seconds = 0.0
+        plain = WorkerConfig(pooler_url=o.pooler_url)
         with contextlib.ExitStack() as stack:
             empty_url = stack.enter_context(fresh_database(o.url, "goodjob_drain"))
             migrated_app(empty_url).close()
@@ -200,30 +202,28 @@ class Run:
             for r in range(1, s.rounds + 1):
                 of = f"round {r}/{s.rounds}"
                 base_rounds.append(
-                    self._on_fresh("baseline-drain", lambda u: sc.baseline_drain(u, s), of)
+                    self._on_fresh(
+                        "baseline-drain", lambda u: sc.baseline_drain(u, s, o.pooler_url), of
+                    )
                 )
                 self._say(f"goodjob-drain {of} ...")
                 history.settle(empty_url)
-                empty_rounds.append(sc.goodjob_drain(empty_url, s, WorkerConfig(), "drain"))
+                empty_rounds.append(sc.goodjob_drain(empty_url, s, plain, "drain"))
                 if history_url is not None:
                     self._say(f"goodjob-history {of} ...")
                     history.settle(history_url)
-                    history_rounds.append(
-                        sc.goodjob_drain(history_url, s, WorkerConfig(), "history")
-                    )
+                    history_rounds.append(sc.goodjob_drain(history_url, s, plain, "history"))
                 if limited_url is not None:
                     self._say(f"goodjob-drain-limited {of} ...")
                     history.settle(limited_url)
                     limited_rounds.append(
-                        sc.goodjob_drain(limited_url, s, WorkerConfig(), "drain-limited", KEYS)
+                        sc.goodjob_drain(limited_url, s, plain, "drain-limited", KEYS)
                     )
                 if batched_url is not None:
                     self._say(f"goodjob-drain-batched {of} ...")
                     history.settle(batched_url)
                     batched_rounds.append(
-                        sc.goodjob_drain(
-                            batched_url, s, WorkerConfig(), "drain-batched", batches=BATCHES
-                        )
+                        sc.goodjob_drain(batched_url, s, plain, "drain-batched", batches=BATCHES)
                     )
         base = rounds.combine(base_rounds)
         empty = rounds.combine(empty_rounds)
@@ -380,6 +380,7 @@ def table(machine: dict[str, Any], lines: list[dict[str, Any]]) -> Table:
     title = (
         f"goodjob bench — Postgres {machine['server_version']}, fsync={machine['fsync']},"
         f" synchronous_commit={machine['synchronous_commit']}, {machine['cores']} cores"
+        + (", drains through the pooler" if machine.get("pooler") else "")
     )
     result = Table("scenario", "goodjob", "baseline", "ratio", "target", "met", title=title)
     for line in lines:

@@ -311,14 +311,14 @@ def goodjob_drain(
     }
 
 
-def baseline_drain(url: str, sizes: Sizes) -> dict[str, Any]:
+def baseline_drain(url: str, sizes: Sizes, pooler_url: str | None = None) -> dict[str, Any]:
     baseline.create_schema(url)
     with psycopg.connect(url, autocommit=True) as conn:
         for offset in range(0, sizes.jobs, sizes.chunk):
             count = min(sizes.chunk, sizes.jobs - offset)
             baseline.enqueue_many(conn, "noop", ["{}"] * count)
     sql(url, "ANALYZE baseline_jobs")
-    with running([baseline_worker(url, "baseline-drain")]) as workers:
+    with running([baseline_worker(url, "baseline-drain", pooler_url)]) as workers:
         wait_for(
             lambda: (
                 not scalar(

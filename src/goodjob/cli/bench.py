@@ -29,6 +29,13 @@ QUICK = {
     " [env: GOODJOB_DATABASE_URL; default: the embedded Postgres]",
 )
 @click.option(
+    "--pooler-url",
+    help="a transaction-mode pooler (PgBouncer) in front of --database-url's server, serving any"
+    " database name: the drain scenarios' workers (goodjob's with database_pooler on, and the"
+    " baseline's) claim and complete through it and LISTEN on the direct URL; the other"
+    " scenarios stay direct",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(1),
     default=20_000,
@@ -100,6 +107,7 @@ QUICK = {
 )
 def bench(
     database_url: str | None,
+    pooler_url: str | None,
     jobs: int,
     rounds: int | None,
     latency_jobs: int | None,
@@ -136,8 +144,14 @@ def bench(
     options = runner.Options(
         url=database_url,
         sizes=sizes,
-        best=WorkerConfig(threads=best_threads, processes=best_processes, pool_size=best_pool_size),
+        best=WorkerConfig(
+            threads=best_threads,
+            processes=best_processes,
+            pool_size=best_pool_size,
+            pooler_url=pooler_url,
+        ),
         scenarios=scenarios or runner.ALL,
+        pooler_url=pooler_url,
     )
     try:
         runner.run(options, console, err)
