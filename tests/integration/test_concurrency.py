@@ -419,7 +419,7 @@ def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_ur
     dequeue indexes; each key's are read within its free slots)."""
     import psycopg
 
-    from goodjob.records.claims import ClaimSpec
+    from goodjob.records.claims import ClaimSpec, walk_window
 
     @gj.task(name="full", concurrency=Concurrency(key="full", perform_limit=1))
     def full(n: int) -> None: ...
@@ -434,7 +434,7 @@ def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_ur
     gj.enqueue_all([other.prepare(n) for n in range(3)] + [plain.prepare(n) for n in range(3)])
     sql(
         database_url,
-        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid()"
+        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid(), locked_at = now()"
         " WHERE id = (SELECT id FROM goodjob_jobs WHERE concurrency_key = 'full'"
         " ORDER BY id LIMIT 1)",
     )
@@ -444,7 +444,13 @@ def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_ur
         process_id = gj.tracker.id_for_lock()
         assert process_id is not None
         params = spec.params(process_id)
-        keys = conn.execute(spec.keys_statement(gj.database, 10).encode(), params).fetchall()
+        # The keys' short walk meets only 'full', at its limit; having read its whole window,
+        # the claim reads every key's row: 'other' has a free slot.
+        walked = conn.execute(spec.keys_statement(gj.database, 10).encode(), params).fetchall()
+        assert walked == [(None, None, None, walk_window(10))]
+        keys = conn.execute(
+            spec.keys_statement(gj.database, 10, walk=False).encode(), params
+        ).fetchall()
         params["keys"] = [row[0] for row in keys]
         assert params["keys"] == ["other"]  # 'full' is at its limit
         plan = conn.execute(
@@ -583,14 +589,41 @@ def test_a_job_cancelled_while_its_worker_died_is_discarded_not_run(
     job = orphan.enqueue()
     sql(
         database_url,
-        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid(), executions_count = 1"
-        " WHERE id = %s",
+        "UPDATE goodjob_jobs SET locked_by_id = gen_random_uuid(), locked_at = now(),"
+        " executions_count = 1 WHERE id = %s",
         (job.id,),
     )
     assert gj.cancel_job(job.id).status == "running"
-    sql(database_url, "UPDATE goodjob_jobs SET locked_by_id = NULL WHERE id = %s", (job.id,))
+    sql(
+        database_url,
+        "UPDATE goodjob_jobs SET locked_by_id = NULL, locked_at = NULL WHERE id = %s",
+        (job.id,),
+    )
     assert gj.perform_inline() == 1
     assert ran == []
     final = gj.job(job.id)
     assert final.status == "discarded"
     assert "JobCancelled" in (final.error or "")
+
+
+@pytest.mark.parametrize("ahead", [5, 200], ids=["within-the-walk", "past-the-walk"])
+def test_a_key_behind_full_keys_is_claimed(gj: GoodJob, ahead: int) -> None:
+    """The claim's key walk reads a few due keyed jobs in claim order; when they all belong to
+    keys at their limits, a key with a free slot behind them is found all the same (the claim
+    then reads every key's row)."""
+
+    @gj.task(name="busy", concurrency=Concurrency(key="busy", perform_limit=1))
+    def busy(n: int) -> None: ...
+
+    @gj.task(name="idle", concurrency=Concurrency(key="idle", perform_limit=1))
+    def idle(n: int) -> None: ...
+
+    busy.enqueue(-1)
+    gj.enqueue_all([busy.prepare(n) for n in range(ahead)])
+    later = idle.enqueue(0)  # after every busy job in claim order
+    performer = gj.performer()
+    with gj.tracker.register():
+        [first] = performer.claim(limit=1)  # busy's first job: busy is now at its limit
+        assert first.task_name == "busy"
+        claimed = performer.claim(limit=2)
+    assert [job.id for job in claimed] == [later.id]

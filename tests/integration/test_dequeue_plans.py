@@ -269,12 +269,14 @@ def test_claim_from_one_named_queue_uses_the_queue_index(
     assert names == expected, _describe(nodes)
 
 
+@pytest.mark.parametrize("walk", [True, False], ids=["walk", "every-key"])
 @pytest.mark.parametrize("queues", ["*", "mail", "-mail"])
 def test_the_gated_claims_key_lookup_reads_only_keyed_indexes(
-    history: GoodJob, database_url: str, queues: str
+    history: GoodJob, database_url: str, queues: str, walk: bool
 ) -> None:
-    """concurrency_claim_keys walks the keys' rows and finds each key's next job and its running
-    count through the keyed partial indexes: never the backlog of unkeyed jobs, nor history."""
+    """The gated claim's key lookup reads the keyed partial indexes only, never the backlog of
+    unkeyed jobs nor history: its walk reads the first due keyed jobs in claim order, its full
+    form each key's next job; both count each key's running jobs."""
     claim = ClaimSpec(parse_selection(queues), gated=True)
     with psycopg.connect(database_url) as conn:  # rolled back: the keys vanish
         conn.execute(
@@ -283,7 +285,9 @@ def test_the_gated_claims_key_lookup_reads_only_keyed_indexes(
         )
         conn.execute("ANALYZE goodjob_concurrency")
         row = conn.execute(
-            ("EXPLAIN (FORMAT JSON) " + claim.keys_statement(history.database, 10)).encode(),
+            (
+                "EXPLAIN (FORMAT JSON) " + claim.keys_statement(history.database, 10, walk=walk)
+            ).encode(),
             claim.params(uuid.uuid4()),
         ).fetchone()
         conn.rollback()
@@ -296,10 +300,10 @@ def test_the_gated_claims_key_lookup_reads_only_keyed_indexes(
         and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
     ]
     assert jobs_scans, _describe(nodes)
-    assert {n.get("Index Name") for n in jobs_scans if n["Node Type"] != "Bitmap Heap Scan"} <= {
-        "goodjob_jobs_keyed_queued",
-        "goodjob_jobs_keyed_running",
-    }, _describe(nodes)
+    lookup = "goodjob_jobs_keyed_due" if walk else "goodjob_jobs_keyed_queued"
+    read = {n.get("Index Name") for n in jobs_scans if n["Node Type"] != "Bitmap Heap Scan"}
+    assert lookup in read, _describe(nodes)
+    assert read <= {lookup, "goodjob_jobs_keyed_running"}, _describe(nodes)
 
 
 def test_the_plain_claims_key_gate_is_one_probe_of_the_keyed_index(

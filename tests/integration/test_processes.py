@@ -38,7 +38,8 @@ def insert_job(url: str, locked_by: uuid.UUID | None, *, queue: str = "default")
     sql(
         url,
         "INSERT INTO goodjob_jobs (id, task_name, queue_name, locked_by_id, locked_at)"
-        " VALUES (%(id)s, 't', %(queue)s, %(by)s, now())",
+        " VALUES (%(id)s, 't', %(queue)s, %(by)s,"
+        " CASE WHEN %(by)s::uuid IS NOT NULL THEN now() END)",
         {"id": job_id, "by": locked_by, "queue": queue},
     )
     return job_id
@@ -240,7 +241,11 @@ def test_the_sweep_leaves_a_claim_made_by_a_process_that_registered_during_it(
     looked orphaned and was released under a live process."""
     gj = make_app(process_stale_seconds=1.0, process_expired_seconds=60.0)
     job = insert_job(database_url, uuid.uuid4())  # an orphan the sweep will want to release
-    sql(database_url, "UPDATE goodjob_jobs SET locked_at = now() - interval '1 minute'")
+    sql(
+        database_url,
+        "UPDATE goodjob_jobs SET locked_at = now() - interval '1 minute'"
+        " WHERE locked_by_id IS NOT NULL",
+    )
     newcomer = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as claimer:
         claimer.execute("BEGIN")

@@ -413,6 +413,54 @@ SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions
 FROM claimed j
 ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
 
+-- name: concurrency_claim_keys_walk
+-- The gated claim's first statement, its usual form: concurrency_claim_keys (below), but over
+-- the keys of the first {window} due keyed jobs only, walked in claim order through the
+-- goodjob_jobs_keyed_due index instead of every key's row (O(keys) per claim). A key's first job
+-- in the walk is its next due job, so the keys come in the order the full form gives them. The
+-- last row (key null) says how many jobs the walk read: when it read {window} and locked fewer
+-- than {limit} keys, keys beyond the walk may have free slots, and the claim runs the full form
+-- in the same transaction.
+WITH walk AS MATERIALIZED (
+    SELECT j.concurrency_key AS key, j.queue_name, j.priority, j.scheduled_at, j.id
+    FROM goodjob_jobs j
+    -- locked_at IS NULL (the same as locked_by_id IS NULL): the predicate of that index
+    WHERE j.concurrency_key IS NOT NULL AND j.finished_at IS NULL AND j.locked_at IS NULL
+      AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
+    ORDER BY j.priority, j.scheduled_at, j.id
+    LIMIT {window}
+),
+due AS MATERIALIZED (
+    SELECT c.key, d.queue_name, d.priority, d.scheduled_at, d.id, t.reopens,
+           c.perform_limit IS NULL
+           OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
+                                 WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
+                                   AND r.locked_by_id IS NOT NULL) AS open
+    FROM (SELECT DISTINCT ON (key) * FROM walk ORDER BY key, priority, scheduled_at, id) AS d
+    JOIN goodjob_concurrency c ON c.key = d.key
+    CROSS JOIN LATERAL ({reopens}) AS t
+),
+locked AS (
+    SELECT c.key
+    FROM goodjob_concurrency c
+    JOIN due ON due.key = c.key
+    WHERE due.open AND due.reopens IS NULL
+    ORDER BY due.priority, due.scheduled_at, due.id
+    LIMIT {limit}
+    FOR NO KEY UPDATE OF c SKIP LOCKED
+)
+SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked
+FROM locked
+UNION ALL
+SELECT *, NULL FROM (
+    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
+    FROM due
+    WHERE open AND reopens IS NOT NULL
+    ORDER BY queue_name, reopens
+) AS throttled
+UNION ALL
+SELECT NULL, NULL, NULL, count(*) FROM walk;
+
 -- name: concurrency_claim_keys
 -- The gated claim's first statement: locks the rows of the concurrency keys whose next due jobs
 -- (in this pool's queues, not paused) come first, passing over keys that another claim or a
@@ -436,16 +484,7 @@ WITH due AS MATERIALIZED (
         ORDER BY j.priority, j.scheduled_at
         LIMIT 1
     ) AS d
-    CROSS JOIN LATERAL (
-        -- The oldest start the throttle still counts, plus its period: null when not full.
-        SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
-                         AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                             + make_interval(secs => c.perform_throttle_seconds)
-                             > statement_timestamp()
-                    THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                         + make_interval(secs => c.perform_throttle_seconds)
-               END AS reopens
-    ) AS t
+    CROSS JOIN LATERAL ({reopens}) AS t
 ),
 locked AS (
     SELECT c.key

@@ -59,7 +59,9 @@ CREATE TABLE goodjob_jobs (
     result jsonb,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    cancelled_at timestamptz
+    cancelled_at timestamptz,
+    -- A claim sets both, every release clears both: the claim's key walk relies on it (0010).
+    CONSTRAINT goodjob_jobs_locked_together CHECK ((locked_by_id IS NULL) = (locked_at IS NULL))
 );
 COMMENT ON TABLE goodjob_jobs IS 'One row per job, reused across its attempts';
 COMMENT ON COLUMN goodjob_jobs.priority IS 'smaller runs first';
@@ -102,6 +104,11 @@ CREATE INDEX goodjob_jobs_keyed_queued ON goodjob_jobs (concurrency_key, priorit
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NULL;
 CREATE INDEX goodjob_jobs_keyed_running ON goodjob_jobs (concurrency_key)
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NOT NULL;
+-- The same queued keyed jobs in claim order: the gated claim's first, short walk for its keys.
+-- On locked_at (cleared with locked_by_id, see goodjob_jobs_locked_together), so the claim's
+-- per-key lookup, which names locked_by_id, cannot walk it past other keys' jobs (0010).
+CREATE INDEX goodjob_jobs_keyed_due ON goodjob_jobs (priority, scheduled_at, id)
+    WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_at IS NULL;
 CREATE INDEX goodjob_jobs_batch ON goodjob_jobs (batch_id) WHERE batch_id IS NOT NULL;
 -- Settling a batch: whether any of its jobs is unfinished, or was discarded (one probe each),
 -- and whether its callbacks are still to run.
@@ -178,4 +185,4 @@ CREATE TABLE goodjob_migrations (
 );
 INSERT INTO goodjob_migrations (version)
 VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007'),
-       ('0008'), ('0009');
+       ('0008'), ('0009'), ('0010');

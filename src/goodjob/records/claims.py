@@ -97,6 +97,21 @@ keyed AS (
     ) AS k
     WHERE s.free > 0
 ),"""
+# When a key's perform throttle admits a start again: its oldest start the throttle still counts,
+# plus the period; null when the throttle is not full.
+_REOPENS = """
+        SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
+                         AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                             + make_interval(secs => c.perform_throttle_seconds)
+                             > statement_timestamp()
+                    THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                         + make_interval(secs => c.perform_throttle_seconds)
+               END AS reopens
+    """
+# The keys' walk reads this many due keyed jobs per job claimed (and at least WALK_MIN): enough
+# to meet many keys when their jobs interleave, few enough to cost less than reading every key.
+WALK_PER_JOB = 4
+WALK_MIN = 20
 _ALL_CHOSEN = "SELECT id, tid FROM candidates"
 # The claim's order over both kinds; rows locked and not chosen stay unclaimed (their locks end
 # with the claim's transaction).
@@ -137,9 +152,11 @@ class ClaimSpec:
         """The text of this spec's claim of up to ``limit`` jobs."""
         return _render(self, db.sql("jobs_claim"), db.schema, int(limit))
 
-    def keys_statement(self, db: Database, limit: int) -> str:
-        """The text of the gated claim's first statement (which locks the keys' rows)."""
-        return _render(self, db.sql("concurrency_claim_keys"), db.schema, int(limit))
+    def keys_statement(self, db: Database, limit: int, *, walk: bool = True) -> str:
+        """The text of the gated claim's first statement (which locks the keys' rows): the
+        short walk, or the full form that reads every key."""
+        name = "concurrency_claim_keys_walk" if walk else "concurrency_claim_keys"
+        return _render(self, db.sql(name), db.schema, int(limit))
 
     def params(self, process_id: uuid.UUID, ids: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
         """The parameters of this spec's claim."""
@@ -147,6 +164,11 @@ class ClaimSpec:
         if self.only_ids:
             params["ids"] = list(ids)
         return params
+
+
+def walk_window(limit: int) -> int:
+    """How many due keyed jobs the keys' walk reads for a claim of ``limit`` jobs."""
+    return max(WALK_MIN, WALK_PER_JOB * limit)
 
 
 @functools.lru_cache(maxsize=256)
@@ -165,6 +187,8 @@ def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
         "filters": _ONLY_IDS if spec.only_ids else "",
         "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
         "skip_advisory_locked": "true" if spec.advisory else "false",
+        "reopens": _REOPENS,
+        "window": str(walk_window(limit)),
         "limit": str(limit),
     }
     for key, fragment in fragments.items():
@@ -261,7 +285,17 @@ def claim(
         # second's snapshot (taken after) counts every claim of those keys that committed.
         with db.transaction() as conn:
             keys = db.execute_text(spec.keys_statement(db, limit), params, conn=conn)
+            # One row (key null) says how many jobs the walk read.
+            walked = sum(row["walked"] for row in keys if row["walked"] is not None)
+            keys = [row for row in keys if row["walked"] is None]
             params["keys"] = [row["key"] for row in keys if row["reopens_epoch"] is None]
+            if len(params["keys"]) < limit and walked >= walk_window(limit):
+                # Keys past the walk may have free slots: read them all (the walk's locks are
+                # this transaction's, taken again, not skipped).
+                keys = db.execute_text(
+                    spec.keys_statement(db, limit, walk=False), params, conn=conn
+                )
+                params["keys"] = [row["key"] for row in keys if row["reopens_epoch"] is None]
             rows = db.execute_text(spec.statement(db, limit), params, conn=conn)
         if throttled is not None:
             for row in keys:
