@@ -58,3 +58,31 @@ def test_max_cache_zero_keeps_nothing() -> None:
     cache = _cache(0, [])
     cache.add("q", time.time() + 10)
     assert len(cache) == 0
+
+
+def test_a_job_due_now_by_a_rough_clock_reading_also_gets_a_timer() -> None:
+    """The database's clock was read over a slow round trip (±0.5 s): a job that reads as due
+    now may be due up to 0.5 s later, so besides the wake now a timer covers that moment."""
+    cache = _cache(10, [])
+    now = time.monotonic()
+    cache.clock.measured(time.time() - 0.5, now - 1.0, now)  # a 1 s round trip: ±0.5 s
+    assert cache.add("rough", time.time() - 0.1) is False  # woken now by the caller...
+    assert [q for _, q in cache._heap] == ["rough"]  # ...and again within half a second
+    assert cache.add("old", time.time() - 5) is False  # surely due: no timer
+    assert len(cache) == 1
+    precise = _cache(10, [])
+    precise.clock.measured(time.time() - 0.001, now - 0.002, now)
+    assert precise.add("exact", time.time() - 0.1) is False
+    assert len(precise) == 0
+
+
+def test_a_timer_waits_out_the_clock_readings_error() -> None:
+    """A job due in a second, by a clock reading that may be 0.2 s off: its timer is set for
+    the latest moment it can be due, so the claim it wakes finds it due."""
+    cache = _cache(10, [])
+    now = time.monotonic()
+    cache.clock.measured(time.time() - 0.2, now - 0.4, now)
+    assert cache.add("later", time.time() + 1.0) is True
+    [(at, queue)] = cache._heap
+    assert queue == "later"
+    assert 1.2 <= at - time.monotonic() <= 1.25

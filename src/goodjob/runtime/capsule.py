@@ -356,10 +356,10 @@ class Capsule:
             scheduler.wake(scheduler.spec.threads)
 
     def _reconnected(self) -> None:
-        """NOTIFYs sent while LISTEN was down are lost: look for work and re-warm the cache."""
+        """NOTIFYs sent while LISTEN was down are lost: look for work and re-warm the cache
+        (on the first connect too: one that came after start() stopped waiting for it)."""
         self.wake_all()
-        if self.started:
-            self.cache.warm()
+        self.cache.warm()
 
     def _notified(self, queue: str | None, scheduled_at: float | None) -> None:
         if queue is not None and scheduled_at is not None and self.cache.add(queue, scheduled_at):

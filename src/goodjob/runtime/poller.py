@@ -77,10 +77,12 @@ class DatabaseClock:
 
     def __init__(self) -> None:
         self._offset = time.time() - time.monotonic()
+        self.error = 0.0  # seconds the last measurement may be off: half its round trip
 
     def measured(self, db_epoch: float, sent: float, received: float) -> None:
         """Record the database's epoch seen between monotonic ``sent`` and ``received``."""
         self._offset = db_epoch - (sent + received) / 2
+        self.error = (received - sent) / 2
 
     def monotonic(self, db_epoch: float) -> float:
         """The monotonic time at which the database's clock reads ``db_epoch``."""
@@ -124,7 +126,15 @@ class FutureCache:
         Returns False when it is due already, so the caller wakes the queue now; True when it is
         not (a timer is set, or, with the cache full or disabled, the poller will find it).
         """
-        return self._add(queue, self.clock.monotonic(db_epoch) + TIMER_MARGIN)
+        at = self.clock.monotonic(db_epoch) + TIMER_MARGIN
+        # The reading of the database's clock may be off by its error (half its round trip): a
+        # timer set for `at` could fire before the job is due, its claim find nothing, and the
+        # job wait for the next poll. So the timer is for the latest moment it can be due.
+        latest = at + self.clock.error
+        if at > time.monotonic() + DUE_NOW:
+            return self._add(queue, latest)
+        self._add(queue, latest)  # due now, as far as we can tell; a timer if it may not be
+        return False
 
     def add_after(self, queue: str, seconds: float) -> bool:
         """:meth:`add` for a job due ``seconds`` from now (a retry's wait)."""
