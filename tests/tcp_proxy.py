@@ -38,6 +38,7 @@ class Proxy:
             try:
                 server.connect(self.target)
             except OSError:
+                server.close()
                 client.close()
                 continue
             with self._lock:

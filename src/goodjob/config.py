@@ -32,6 +32,8 @@ DEFAULT_POLL_INTERVAL = 10.0  # seconds; the safety net behind LISTEN/NOTIFY
 DEFAULT_MAX_CACHE = 10_000  # future-job wake-up timers held in memory
 DEFAULT_SHUTDOWN_TIMEOUT = -1.0  # seconds; negative waits for running jobs forever
 DEFAULT_IDLE_TIMEOUT = 0.0  # seconds; 0 never exits for idleness
+DEFAULT_STARTUP_WAIT = 60.0  # seconds goodjob start retries a database it cannot reach
+MAX_STARTUP_WAIT = 86_400.0
 DEFAULT_CLEANUP_PRESERVED_JOBS_BEFORE_SECONDS_AGO = 14 * 24 * 3600
 DEFAULT_CLEANUP_INTERVAL_JOBS = 1_000
 DEFAULT_CLEANUP_INTERVAL_SECONDS = 600.0
@@ -123,6 +125,13 @@ class Settings:
     )
     idle_timeout: float = field(
         default=DEFAULT_IDLE_TIMEOUT, metadata=_help("exit after this many idle seconds; 0 never")
+    )
+    startup_wait: float = field(
+        default=DEFAULT_STARTUP_WAIT,
+        metadata=_help(
+            "seconds goodjob start keeps retrying a database it cannot reach before giving up;"
+            " 0 fails at once"
+        ),
     )
     enable_cron: bool = field(
         default=False, metadata=_help("enqueue the runs of the app's cron entries")
@@ -321,6 +330,8 @@ def _validate(s: Settings) -> None:
         raise bad("max_cache", "must be 0 or more")
     if s.idle_timeout < 0:
         raise bad("idle_timeout", "must be 0 (never) or a positive number of seconds")
+    if not 0 <= s.startup_wait <= MAX_STARTUP_WAIT:
+        raise bad("startup_wait", f"must be 0 to {MAX_STARTUP_WAIT:.0f} seconds")
     if s.probe_port is not None and not 0 <= s.probe_port <= 65535:
         raise bad("probe_port", "must be a TCP port from 0 to 65535")
     if not s.probe_host.strip():

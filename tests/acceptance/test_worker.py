@@ -248,3 +248,47 @@ def test_a_started_worker_starts_each_job_on_its_notify_not_at_a_poll(
     for n in range(15):
         client.tasks["mark"].enqueue(f"lat{n}")
         wait_until(lambda n=n: workers.marker(f"lat{n}"), timeout=10, interval=0.002)
+
+
+def test_a_worker_started_before_its_database_waits_for_it(
+    workers: Workers, client: GoodJob, database_url: str
+) -> None:
+    """`goodjob start` retries a database it cannot reach for up to startup_wait seconds: the
+    worker below starts while its only way to the server (a proxy) refuses every connection,
+    and runs the queued job once the way opens."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.tcp_proxy import Proxy
+
+    info = conninfo_to_dict(database_url)
+    proxy = Proxy(f"{info['host']}/no-server-here")  # accepts, then closes: unreachable
+    passfile = info["passfile"]
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{info['dbname']}?passfile={passfile}"
+    try:
+        job = client.tasks["mark"].enqueue("waited")
+        worker = workers.start(env={"GOODJOB_DATABASE_URL": url, "GOODJOB_STARTUP_WAIT": "60"})
+        wait_until(
+            lambda: "trying again" in workers.log(worker), timeout=15, message="a retry logged"
+        )
+        assert worker.poll() is None  # still trying
+        proxy.target = f"{info['host']}/.s.PGSQL.{info['port']}"  # the way opens
+        wait_until(
+            lambda: client.job(job.id).status == "succeeded", timeout=20, message="the job to run"
+        )
+        assert workers.marker("waited") == ["waited.1.started"]
+    finally:
+        proxy.close()
+
+
+def test_a_worker_gives_up_on_an_unreachable_database_after_startup_wait(
+    workers: Workers, tmp_path: Any
+) -> None:
+    url = f"postgresql://postgres@/goodjob?host={tmp_path}"  # no server has a socket there
+    started = time.monotonic()
+    env = {"GOODJOB_DATABASE_URL": url, "GOODJOB_STARTUP_WAIT": "2"}
+    result = workers.run("start", "--app", "gjtasks:gj", env=env)
+    assert 2 <= time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert "trying again" in result.stderr
+    assert "error: the database cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
