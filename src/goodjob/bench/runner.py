@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from goodjob.bench import history, recovery, rounds
+from goodjob.bench import history, recovery, rounds, seeding
 from goodjob.bench import scenarios as sc
 from goodjob.bench.environment import WorkerConfig, fresh_database, migrated_app, server_facts
 from goodjob.bench.workload import BATCHES, KEYS, PERFORM_LIMIT
@@ -207,21 +207,21 @@ class Run:
                     )
                 )
                 self._say(f"goodjob-drain {of} ...")
-                history.settle(empty_url)
+                seeding.settle(empty_url)
                 empty_rounds.append(sc.goodjob_drain(empty_url, s, plain, "drain"))
                 if history_url is not None:
                     self._say(f"goodjob-history {of} ...")
-                    history.settle(history_url)
+                    seeding.settle(history_url)
                     history_rounds.append(sc.goodjob_drain(history_url, s, plain, "history"))
                 if limited_url is not None:
                     self._say(f"goodjob-drain-limited {of} ...")
-                    history.settle(limited_url)
+                    seeding.settle(limited_url)
                     limited_rounds.append(
                         sc.goodjob_drain(limited_url, s, plain, "drain-limited", KEYS)
                     )
                 if batched_url is not None:
                     self._say(f"goodjob-drain-batched {of} ...")
-                    history.settle(batched_url)
+                    seeding.settle(batched_url)
                     batched_rounds.append(
                         sc.goodjob_drain(batched_url, s, plain, "drain-batched", batches=BATCHES)
                     )
