@@ -61,8 +61,9 @@ def server_facts(url: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fresh_database(url: str, label: str) -> Iterator[str]:
-    """A new, empty database on ``url``'s server for one scenario; dropped afterwards."""
+def fresh_database(url: str, label: str, *, keep: bool = False) -> Iterator[str]:
+    """A new, empty database on ``url``'s server for one scenario; dropped afterwards unless
+    ``keep``."""
     name = f"gj_bench_{label}_{uuid.uuid4().hex[:8]}"
     admin = with_database(url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -70,8 +71,9 @@ def fresh_database(url: str, label: str) -> Iterator[str]:
     try:
         yield with_database(url, name)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrated_app(url: str, **settings: Any) -> GoodJob:

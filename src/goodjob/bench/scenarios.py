@@ -54,13 +54,17 @@ class Sizes:
     recovery_job_seconds: float = 1.0
     history_finished: int = 1_000_000
     history_future: int = 100_000
+    dashboard_rows: int = 10_000_000
+    dashboard_requests: int = 25  # timed requests per page and format
+    dashboard_warmup: int = 3  # untimed requests per page and format before them
 
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of ``values`` (milliseconds), interpolated between samples."""
     if len(values) < 2:
         only = values[0] if values else float("nan")
         return {"p50_ms": only, "p95_ms": only, "p99_ms": only}
@@ -408,7 +412,7 @@ def goodjob_latency(url: str, sizes: Sizes) -> dict[str, Any]:
     latencies = [(float(result) - committed[job_id]) * 1000 for job_id, result in rows]
     return {
         "jobs": len(latencies),
-        **_percentiles(latencies),
+        **percentiles(latencies),
         "idle_rss_mb": rss,
         "worker_connections": connections,
         "config": config.describe(),
@@ -447,4 +451,4 @@ def baseline_latency(url: str, sizes: Sizes) -> dict[str, Any]:
         )
     rows = sql(url, "SELECT id, result FROM baseline_jobs WHERE id = ANY(%s)", (list(committed),))
     latencies = [(result - committed[job_id]) * 1000 for job_id, result in rows]
-    return {"jobs": len(latencies), **_percentiles(latencies), "idle_rss_mb": rss}
+    return {"jobs": len(latencies), **percentiles(latencies), "idle_rss_mb": rss}

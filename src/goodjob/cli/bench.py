@@ -18,6 +18,9 @@ QUICK = {
     "recovery_runs": 1,
     "history_finished": 10_000,
     "history_future": 1_000,
+    "dashboard_rows": 200_000,
+    "dashboard_requests": 10,
+    "dashboard_warmup": 1,
 }
 
 
@@ -74,16 +77,42 @@ QUICK = {
     help="future-scheduled jobs in the table for the history scenario [default: 100,000]",
 )
 @click.option(
+    "--dashboard-rows",
+    type=click.IntRange(1_000),
+    default=None,
+    help="jobs seeded for the dashboard scenario [default: 10,000,000]",
+)
+@click.option(
+    "--dashboard-requests",
+    type=click.IntRange(1),
+    default=None,
+    help="timed requests per dashboard page and format, after warm-up ones [default: 25]",
+)
+@click.option(
+    "--dashboard-factory",
+    default=None,
+    metavar="MODULE:FUNCTION",
+    help="the app the dashboard scenario measures, built as FUNCTION(gj, read_only=True)"
+    " [default: goodjob.dashboard:create_app]",
+)
+@click.option(
+    "--dashboard-keep",
+    is_flag=True,
+    help="keep the dashboard scenario's seeded database (its URL is printed) to query it later",
+)
+@click.option(
     "--quick",
     is_flag=True,
-    help="small sizes for a smoke run: 1 round, 50 latency jobs, 1 recovery, 11,000 history rows",
+    help="small sizes for a smoke run: 1 round, 50 latency jobs, 1 recovery, 11,000 history rows,"
+    " 200,000 dashboard rows and 10 requests per page",
 )
 @click.option(
     "--scenario",
     "scenarios",
     multiple=True,
-    type=click.Choice(["enqueue", "drain", "latency", "history", "recovery"]),
-    help="run only these scenarios (repeatable) [default: all]",
+    type=click.Choice(["enqueue", "drain", "latency", "history", "recovery", "dashboard"]),
+    help="run only these scenarios (repeatable) [default: all but dashboard, which seeds"
+    " 10,000,000 rows and runs only when named]",
 )
 @click.option(
     "--best-threads",
@@ -114,6 +143,10 @@ def bench(
     recovery_runs: int | None,
     history_finished: int | None,
     history_future: int | None,
+    dashboard_rows: int | None,
+    dashboard_requests: int | None,
+    dashboard_factory: str | None,
+    dashboard_keep: bool,
     quick: bool,
     scenarios: tuple[str, ...],
     best_threads: int,
@@ -122,7 +155,8 @@ def bench(
 ) -> None:
     """Measure goodjob against a plain SKIP LOCKED queue; print JSON lines and a table."""
     from goodjob.bench import runner
-    from goodjob.bench.environment import WorkerConfig
+    from goodjob.bench.dashboard import FACTORY
+    from goodjob.bench.environment import BenchError, WorkerConfig
     from goodjob.bench.scenarios import Sizes
 
     sizes = Sizes(jobs=jobs, chunk=min(1_000, jobs))
@@ -134,6 +168,8 @@ def bench(
         "recovery_runs": recovery_runs,
         "history_finished": history_finished,
         "history_future": history_future,
+        "dashboard_rows": dashboard_rows,
+        "dashboard_requests": dashboard_requests,
     }
     sizes = dataclasses.replace(sizes, **{k: v for k, v in explicit.items() if v is not None})
     if not database_url:
@@ -152,8 +188,10 @@ def bench(
         ),
         scenarios=scenarios or runner.ALL,
         pooler_url=pooler_url,
+        dashboard_factory=dashboard_factory or FACTORY,
+        dashboard_keep=dashboard_keep,
     )
     try:
         runner.run(options, console, err)
-    except Error as exc:
+    except (Error, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
