@@ -3,8 +3,9 @@
 Issue 17 asks every dashboard page to answer within 200 ms (p95) with 10,000,000 rows in
 ``goodjob_jobs``: mostly finished, 100,000 queued, 10,000 discarded. Enqueueing and running
 that many jobs would take hours, so the rows are written by set-based statements
-(``INSERT … SELECT generate_series``), a chunk of rows each, oldest first, with their
-``goodjob_executions`` rows in the same statement (one per attempt, as claims write them).
+(``INSERT … SELECT generate_series``), a chunk of rows each, oldest first; each chunk's
+``goodjob_executions`` rows (one per attempt, as claims write them) follow on a second
+connection while the next chunk's jobs go in.
 
 Where the rows sit, because the dashboard's plans depend on it:
 
@@ -33,11 +34,12 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from goodjob.bench.environment import scalar, sql
-from goodjob.bench.seeding import settle, uuid7
+from goodjob.bench.seeding import settle, uuid7, uuid7_bound
 from goodjob.records.processes import process_state
 
 CHUNK = 1_000_000  # rows per INSERT: progress to print, and the returned rows stay small
@@ -51,6 +53,7 @@ KEYS = 500  # concurrency keys of the keyed task
 ROWS_PER_BATCH = 50_000  # one batch per this many rows (its jobs are the batch task's)
 MAX_BIGINT = 2**63 - 1  # a hash & this: never negative (abs() of the smallest bigint fails)
 MIN_ROWS = 1_000
+TABLES = ("goodjob_jobs", "goodjob_executions")
 
 
 @dataclass(frozen=True)
@@ -258,12 +261,11 @@ FROM generate_series(1, %(batches)s::bigint) AS b,
 RETURNING id, created_at
 """
 
-# One chunk of jobs (rows %(lo)s to %(hi)s) and their executions, in one statement. Each step
+# One chunk of jobs (rows %(lo)s to %(hi)s), oldest first. Each step
 # is a subquery of its own ("OFFSET 0" keeps the planner from merging it into the next): merged,
 # every use of a column would compute its whole expression again, the row's time in each of
 # the dozen places it is used (40 µs a row, against 8). "%%" is SQL's modulo.
 JOBS = f"""
-WITH jobs AS (
 INSERT INTO goodjob_jobs
     (id, queue_name, priority, task_name, arguments, scheduled_at, performed_at, finished_at,
      error, error_event, executions_count, labels, locked_by_id, locked_at, concurrency_key,
@@ -377,9 +379,11 @@ FROM (
     ) AS a
     OFFSET 0
 ) AS r
-RETURNING id, task_name, queue_name, performed_at, error, error_event, executions_count,
-          locked_by_id, created_at, updated_at
-)
+"""
+
+# The executions of the chunk of jobs (rows %(lo)s to %(hi)s) inserted before, read back by
+# their ids: one per attempt, as claims write them.
+EXECUTIONS = f"""
 -- one execution per attempt: attempt i was scheduled (i-1) * {RETRY_GAP} s after the job's
 -- creation, waited and ran as long as the last one did; the last one of a running job is open
 INSERT INTO goodjob_executions
@@ -406,7 +410,7 @@ FROM (
            CASE WHEN i = j.executions_count AND j.locked_by_id IS NOT NULL THEN j.locked_by_id
                 ELSE (%(past)s::uuid[])[1 + (get_byte(uuid_send(j.id), 15) + i) %% {PAST_PROCESSES}]
            END AS process_id
-    FROM jobs j
+    FROM goodjob_jobs j
     CROSS JOIN LATERAL generate_series(1, j.executions_count) AS i
     CROSS JOIN LATERAL (
         SELECT j.created_at + make_interval(secs => {RETRY_GAP} * (i - 1)) AS scheduled_at,
@@ -414,7 +418,13 @@ FROM (
                    - make_interval(secs => {RETRY_GAP} * (j.executions_count - 1)) AS latency
         OFFSET 0
     ) AS s
-    OFFSET 0
+    -- the chunk's jobs: their ids' range for the primary key, their times for the exact edges
+    WHERE j.id BETWEEN {uuid7_bound(_created("%(lo)s::bigint"), upper=False)}
+                   AND {uuid7_bound(_created("%(hi)s::bigint"), upper=True)}
+      AND j.created_at BETWEEN {_created("%(lo)s::bigint")} AND {_created("%(hi)s::bigint")}
+      AND j.executions_count > 0
+    ORDER BY j.id, i  -- in the order claims would have written them (and not as a parallel
+    OFFSET 0          -- scan's workers happen to hand rows over)
 ) AS e
 """
 
@@ -580,11 +590,26 @@ def seed(url: str, rows: int, progress: Callable[[str], None]) -> Seeded:
     )
     batch_ids = [str(row[0]) for row in sorted(batch_rows, key=lambda row: row[1])]
     params = _params(mix, now, batch_ids, past)
-    for lo in range(1, rows + 1, CHUNK):
-        hi = min(lo + CHUNK - 1, rows)
-        sql(url, JOBS, {**params, "lo": lo, "hi": hi})
-        seconds = time.perf_counter() - started
-        progress(f"dashboard: seeded {hi:,}/{rows:,} jobs ({hi / seconds:,.0f} jobs/s)")
+    # Autovacuum would scan the growing tables again and again while they are loaded (its
+    # insert threshold); the settle below vacuums them once, and the setting is put back.
+    for table in TABLES:
+        sql(url, f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    # The executions of one chunk go in on a second connection while the next chunk's jobs do:
+    # the server is CPU-bound in each statement, and both tables still fill in id order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="goodjob-bench-seed") as pool:
+        pending: Future[Any] | None = None
+        for lo in range(1, rows + 1, CHUNK):
+            hi = min(lo + CHUNK - 1, rows)
+            sql(url, JOBS, {**params, "lo": lo, "hi": hi})
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(sql, url, EXECUTIONS, {**params, "lo": lo, "hi": hi})
+            seconds = time.perf_counter() - started
+            progress(f"dashboard: seeded {hi:,}/{rows:,} jobs ({hi / seconds:,.0f} jobs/s)")
+        if pending is not None:
+            pending.result()
+    for table in TABLES:
+        sql(url, f"ALTER TABLE {table} RESET (autovacuum_enabled)")
     cron_keys = [t.cron_key for t in TASKS if t.cron_key]
     for statement in AFTER:
         sql(url, statement, {"cron_keys": cron_keys, "pauses": list(PAUSES)})

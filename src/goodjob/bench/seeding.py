@@ -33,6 +33,14 @@ def uuid7(at: str) -> str:
     return f"({ms} || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid"
 
 
+def uuid7_bound(at: str, *, upper: bool) -> str:
+    """A SQL expression for the smallest (or largest) UUIDv7 of the millisecond of ``at``: with
+    two of them, a range of the primary key holds the rows of a span of time."""
+    ms = f"lpad(to_hex(floor(date_part('epoch', {at}) * 1000)::bigint), 12, '0')"
+    fill = ("f" if upper else "0") * 20
+    return f"({ms} || '{fill}')::uuid"
+
+
 def settle(url: str) -> None:
     """Vacuum, analyze and checkpoint the jobs and executions tables.
 
