@@ -231,8 +231,7 @@ class Performer:
         self.release_locks([job.id for job in jobs])
         claims.unclaim(self.database, self.tracker.process_id, jobs)
         self.tracker.let_go(job.id for job in jobs)
-        for queue in sorted({job.queue_name for job in jobs}):
-            claims.renotify(self.database, queue)
+        claims.renotify(self.database, dict.fromkeys(sorted({job.queue_name for job in jobs}), 0.0))
 
     def still_claimed(self, job: ClaimedJob) -> bool:
         """Whether this process still holds its claim of ``job`` (for a job claimed ahead that

@@ -383,6 +383,9 @@ def test_a_completion_reaches_each_job_by_its_primary_key_whatever_the_batch_siz
                 "waits": [0.0] * outcomes,
                 "durations": [0.001] * outcomes,
                 "preserve": [True] * outcomes,
+                "channel": "goodjob",
+                "wake_queues": [],
+                "wake_waits": [],
             }
             row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None

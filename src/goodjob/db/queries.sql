@@ -513,7 +513,8 @@ SELECT * FROM (
 -- travel in binary (%(x)b), as in jobs_insert. The update and the delete reach the rows the
 -- fence locked by their ctid, as jobs_claim does (a row changed under the fence by a commit
 -- after this statement began is not recorded: only an operator's forced discard changes a
--- running job's row, and that fences the worker out anyway).
+-- running job's row, and that fences the worker out anyway). The queues in %(wake_queues)s are
+-- woken when it commits (an outcome the fence refused wakes them for nothing).
 WITH outcome AS (
     SELECT *
     FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(kinds)b::text[], %(results)b::jsonb[],
@@ -579,10 +580,22 @@ executions AS (
     -- IN (SELECT … FROM updated) here rescanned that CTE per row, quadratic in the batch
     FROM updated u
     WHERE e.job_id = u.id AND e.attempt = u.attempt
+),
+woken AS (
+    -- Queues to wake at commit, with the seconds until their earliest job is due: a retried or
+    -- released job's, or 0 where a concurrency slot freed. Empty for plain successes. Read by
+    -- the last line only so that it runs (a CTE nothing reads is never run).
+    SELECT count(pg_notify(%(channel)s::text, json_build_object(
+               'queue', w.queue,
+               'scheduled_at', extract(epoch FROM now() + make_interval(secs => w.wait)))::text))
+           AS sent
+    FROM unnest(%(wake_queues)b::text[], %(wake_waits)b::float8[]) AS w(queue, wait)
 )
 SELECT id FROM updated
 UNION ALL
-SELECT id FROM deleted;
+SELECT id FROM deleted
+UNION ALL
+SELECT NULL FROM woken WHERE sent < 0;
 
 -- name: executions_recorded
 -- Which of these attempts this process recorded already: a completion retried because its
@@ -599,11 +612,13 @@ WHERE EXISTS (SELECT 1 FROM goodjob_executions e
    OR NOT EXISTS (SELECT 1 FROM goodjob_jobs j WHERE j.id = o.id);
 
 -- name: jobs_renotify
--- Wakes workers for a queue after jobs were released or rescheduled; %(wait)s seconds from now
--- is the earliest of them, so a worker can set a timer instead of polling.
-SELECT pg_notify(%(channel)s, json_build_object(
-           'queue', %(queue)s::text,
-           'scheduled_at', extract(epoch FROM now() + make_interval(secs => %(wait)s)))::text);
+-- Wakes workers for queues after jobs were released or rescheduled, or a concurrency slot
+-- freed; each queue's wait (seconds from now) is the earliest of its jobs, so a worker can set
+-- a timer instead of polling. Sent in a transaction, the NOTIFYs go out when it commits.
+SELECT count(pg_notify(%(channel)s, json_build_object(
+           'queue', u.queue,
+           'scheduled_at', extract(epoch FROM now() + make_interval(secs => u.wait)))::text))
+FROM unnest(%(queues)s::text[], %(waits)s::float8[]) AS u(queue, wait);
 
 -- name: job_get
 -- One job with its derived status.

@@ -110,7 +110,7 @@ _REOPENS = """
     """
 # The keys' walk reads this many due keyed jobs per job claimed (and at least WALK_MIN): enough
 # to meet many keys when their jobs interleave, few enough to cost less than reading every key.
-WALK_PER_JOB = 4
+WALK_PER_JOB = 2
 WALK_MIN = 20
 _ALL_CHOSEN = "SELECT id, tid FROM candidates"
 # The claim's order over both kinds; rows locked and not chosen stay unclaimed (their locks end
@@ -329,6 +329,15 @@ def complete(
         "durations": [o.duration for o in outcomes],
         "preserve": list(preserve),
     }
+    # The queues to wake when these outcomes commit: a retried or released job is due again,
+    # or a slot of a key is free (workers hear it now, not at their next poll).
+    due: dict[str, float] = {}
+    for o in outcomes:
+        if o.kind in ("retry", "release"):
+            due[o.job.queue_name] = min(o.wait, due.get(o.job.queue_name, o.wait))
+        elif o.job.concurrency_key is not None:
+            due[o.job.queue_name] = 0.0
+    params.update(channel=CHANNEL, wake_queues=list(due), wake_waits=list(due.values()))
     # The batches whose state these outcomes may change: a job belongs to one, or runs one's
     # callback (never both).
     batches = [o.job.batch_id or o.job.batch_callback_id for o in outcomes]
@@ -337,17 +346,7 @@ def complete(
     else:
         with settling(db, batches) as tx:
             rows = db.execute("jobs_complete", params, conn=tx)
-    recorded = {row["id"] for row in rows}
-    due: dict[str, float] = {}
-    for o in outcomes:
-        if o.kind in ("retry", "release") and o.job.id in recorded:
-            due[o.job.queue_name] = min(o.wait, due.get(o.job.queue_name, o.wait))
-        elif o.job.concurrency_key is not None and o.job.id in recorded:
-            # A slot of its key is free: wake the workers, not at their next poll.
-            due[o.job.queue_name] = 0.0
-    for queue, wait in due.items():
-        renotify(db, queue, wait)
-    return recorded
+    return {row["id"] for row in rows if row["id"] is not None}
 
 
 def recorded_before(
@@ -391,6 +390,8 @@ def held(db: Database, process_id: uuid.UUID, job: ClaimedJob) -> bool:
     return bool(row and row["held"])
 
 
-def renotify(db: Database, queue: str, wait: float = 0.0) -> None:
-    """Wake the workers serving ``queue``: a job there is due in ``wait`` seconds."""
-    db.execute("jobs_renotify", {"channel": CHANNEL, "queue": queue, "wait": wait})
+def renotify(db: Database, due: dict[str, float], conn: Any = None) -> None:
+    """Wake the workers serving each queue of ``due``: a job there is due in that many seconds
+    (at the commit of ``conn``'s transaction, when given)."""
+    params = {"channel": CHANNEL, "queues": list(due), "waits": list(due.values())}
+    db.execute("jobs_renotify", params, conn=conn)
