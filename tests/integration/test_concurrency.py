@@ -447,11 +447,12 @@ def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_ur
         # The keys' short walk meets only 'full', at its limit; having read its whole window,
         # the claim reads every key's row: 'other' has a free slot.
         walked = conn.execute(spec.keys_statement(gj.database, 10).encode(), params).fetchall()
-        assert walked == [(None, None, None, walk_window(10))]
+        assert walked == [(None, None, None, walk_window(10), None)]
         keys = conn.execute(
             spec.keys_statement(gj.database, 10, walk=False).encode(), params
         ).fetchall()
         params["keys"] = [row[0] for row in keys]
+        params["quotas"] = [None]  # the full form sets no share
         assert params["keys"] == ["other"]  # 'full' is at its limit
         plan = conn.execute(
             ("EXPLAIN (ANALYZE, FORMAT JSON) " + spec.statement(gj.database, 10)).encode(),

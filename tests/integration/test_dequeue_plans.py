@@ -109,6 +109,7 @@ def _claim_plan(
     statement = claim.statement(gj.database, limit)
     params = claim.params(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
     params["keys"] = ["k1", "k2"]  # the gated form's locked keys
+    params["quotas"] = [None, None]
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None

@@ -431,14 +431,17 @@ WITH walk AS MATERIALIZED (
     LIMIT {window}
 ),
 due AS MATERIALIZED (
-    SELECT c.key, d.queue_name, d.priority, d.scheduled_at, d.id, t.reopens,
-           c.perform_limit IS NULL
-           OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
-                                 WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
-                                   AND r.locked_by_id IS NOT NULL) AS open
+    SELECT d.*, t.reopens, f.free > 0 AS open, f.free
     FROM (SELECT DISTINCT ON (key) * FROM walk ORDER BY key, priority, scheduled_at, id) AS d
     JOIN goodjob_concurrency c ON c.key = d.key
     CROSS JOIN LATERAL ({reopens}) AS t
+    CROSS JOIN LATERAL (
+        SELECT coalesce(c.perform_limit - (SELECT count(*) FROM goodjob_jobs r
+                                           WHERE r.concurrency_key = c.key
+                                             AND r.finished_at IS NULL
+                                             AND r.locked_by_id IS NOT NULL),
+                        {limit}) AS free
+    ) AS f
 ),
 locked AS (
     SELECT c.key
@@ -448,18 +451,37 @@ locked AS (
     ORDER BY due.priority, due.scheduled_at, due.id
     LIMIT {limit}
     FOR NO KEY UPDATE OF c SKIP LOCKED
+),
+quotas AS (
+    -- How many jobs the claim should take from each locked key: its share of the first {limit}
+    -- walked jobs, in claim order, that the locked keys' free slots (by these counts) admit.
+    -- Without it the claim locked each key's next jobs up to its free slots: when keys
+    -- interleave, twice the rows it then took.
+    SELECT taken.key, count(*) AS quota
+    FROM (
+        SELECT w.key
+        FROM (SELECT walk.*, row_number() OVER (PARTITION BY walk.key
+                                                ORDER BY priority, scheduled_at, id) AS nth
+              FROM walk) AS w
+        JOIN due ON due.key = w.key
+        WHERE w.nth <= due.free AND w.key IN (SELECT key FROM locked)
+        ORDER BY w.priority, w.scheduled_at, w.id
+        LIMIT {limit}
+    ) AS taken
+    GROUP BY taken.key
 )
-SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked
-FROM locked
+SELECT l.key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked,
+       coalesce(q.quota, 0) AS quota
+FROM locked l LEFT JOIN quotas q ON q.key = l.key
 UNION ALL
-SELECT *, NULL FROM (
+SELECT *, NULL, NULL FROM (
     SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
     FROM due
     WHERE open AND reopens IS NOT NULL
     ORDER BY queue_name, reopens
 ) AS throttled
 UNION ALL
-SELECT NULL, NULL, NULL, count(*) FROM walk;
+SELECT NULL, NULL, NULL, count(*), NULL FROM walk;
 
 -- name: concurrency_claim_keys
 -- The gated claim's first statement: locks the rows of the concurrency keys whose next due jobs
@@ -495,9 +517,11 @@ locked AS (
     LIMIT {limit}
     FOR NO KEY UPDATE OF c SKIP LOCKED
 )
-SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch FROM locked
+SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked,
+       NULL::bigint AS quota
+FROM locked
 UNION ALL
-SELECT * FROM (
+SELECT *, NULL, NULL FROM (
     SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
     FROM due
     WHERE open AND reopens IS NOT NULL

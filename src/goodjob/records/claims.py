@@ -74,9 +74,11 @@ slots AS MATERIALIZED (
                           - (SELECT count(*) FROM unnest(c.starts) AS s(at)
                              WHERE s.at > statement_timestamp()
                                           - make_interval(secs => c.perform_throttle_seconds)),
-                          2147483647)) AS free
-    FROM goodjob_concurrency c
-    WHERE c.key = ANY(%(keys)s::text[])
+                          2147483647),
+                 -- and at most the share the keys' walk gave it (null: no share set)
+                 coalesce(k.quota, 2147483647)) AS free
+    FROM unnest(%(keys)s::text[], %(quotas)s::int[]) AS k(key, quota)
+    JOIN goodjob_concurrency c ON c.key = k.key
 ),"""
 _KEYED = """
 keyed AS (
@@ -288,14 +290,16 @@ def claim(
             # One row (key null) says how many jobs the walk read.
             walked = sum(row["walked"] for row in keys if row["walked"] is not None)
             keys = [row for row in keys if row["walked"] is None]
-            params["keys"] = [row["key"] for row in keys if row["reopens_epoch"] is None]
-            if len(params["keys"]) < limit and walked >= walk_window(limit):
+            locked = [row for row in keys if row["reopens_epoch"] is None]
+            if len(locked) < limit and walked >= walk_window(limit):
                 # Keys past the walk may have free slots: read them all (the walk's locks are
                 # this transaction's, taken again, not skipped).
                 keys = db.execute_text(
                     spec.keys_statement(db, limit, walk=False), params, conn=conn
                 )
-                params["keys"] = [row["key"] for row in keys if row["reopens_epoch"] is None]
+                locked = [row for row in keys if row["reopens_epoch"] is None]
+            params["keys"] = [row["key"] for row in locked]
+            params["quotas"] = [row["quota"] for row in locked]
             rows = db.execute_text(spec.statement(db, limit), params, conn=conn)
         if throttled is not None:
             for row in keys:
