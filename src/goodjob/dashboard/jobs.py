@@ -18,12 +18,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from goodjob.dashboard import present
+from goodjob.dashboard.security import Refused
 from goodjob.records import dashboard as records
 from goodjob.records.jobs import STATUSES
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
-    from goodjob.dashboard.app import Dashboard
+    from goodjob.dashboard.handling import Dashboard
 
 ACTIONS = ("retry", "discard", "reschedule", "cancel", "destroy")
 # What each action is for, so a page offers only those that apply.
@@ -192,7 +193,5 @@ def _uuid(value: object) -> uuid.UUID:
         raise ValueError(f"{value!r} is not a job id") from None
 
 
-def _not_found(what: str) -> Any:
-    from goodjob.dashboard.security import Refused
-
+def _not_found(what: str) -> Refused:
     return Refused(404, f"no action {what!r}")

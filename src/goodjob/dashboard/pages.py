@@ -19,7 +19,7 @@ from goodjob.records import pauses as pause_records
 from goodjob.records import processes as process_records
 
 if TYPE_CHECKING:
-    from goodjob.dashboard.app import Dashboard
+    from goodjob.dashboard.handling import Dashboard
 
 CHART_MINUTES = 60
 

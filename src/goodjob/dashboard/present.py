@@ -60,7 +60,8 @@ def execution(e: Execution) -> dict[str, Any]:
 
 def process(p: ProcessRecord, now: dt.datetime) -> dict[str, Any]:
     state = p.state if isinstance(p.state, dict) else {}
-    schedulers = state.get("schedulers") if isinstance(state.get("schedulers"), list) else []
+    found = state.get("schedulers")
+    schedulers: list[Any] = found if isinstance(found, list) else []
     pools = [
         {
             "queues": s.get("queues"),

@@ -281,7 +281,9 @@ def state_counts(db: Database) -> dict[str, Count]:
         elif row[state] >= COUNT_CAP:
             estimate = _estimate(db, state)
             counts[state] = (
-                Count(estimate, "estimate") if estimate > row[state] else Count(COUNT_CAP, "at_least")
+                Count(estimate, "estimate")
+                if estimate > row[state]
+                else Count(COUNT_CAP, "at_least")
             )
         else:
             counts[state] = Count(row[state])
