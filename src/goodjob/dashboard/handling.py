@@ -80,7 +80,10 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters.update(
-            json=present.pretty_json, seconds=present.seconds, when=present.when
+            json=present.pretty_json,
+            seconds=present.seconds,
+            when=present.when,
+            short_id=present.short_id,
         )
 
     # -- the two request shapes -----------------------------------------------------------

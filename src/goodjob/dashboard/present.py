@@ -180,5 +180,11 @@ def seconds(value: float | dt.timedelta | None) -> str:
     return f"{int(total // 86400)} d {int(total % 86400 // 3600)} h"
 
 
+def short_id(value: object) -> str:
+    """An id shortened for tables: a UUIDv7 starts with its time, so keep both ends."""
+    text = str(value or "")
+    return f"{text[:8]}…{text[-6:]}" if len(text) > 16 else text
+
+
 def when(value: dt.datetime | None) -> str:
     return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
