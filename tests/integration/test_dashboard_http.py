@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from goodjob import GoodJob, Retry
 from goodjob.dashboard import create_app
 from goodjob.records import dashboard as records
-from tests.helpers import sql
+from tests.helpers import load_example, sql
 
 PAGES = [
     "/",
@@ -439,3 +439,64 @@ def test_mounted_under_a_prefix_links_and_redirects_stay_under_it(
         assert done.headers["location"] == f"/goodjob/jobs/{ids['discarded']}"
         assert client.get("/goodjob/static/uPlot.iife.min.js").status_code == 200
     assert app.job(ids["discarded"]).status == "retried"
+
+
+def test_the_readme_example_mounts_it_in_fastapi_behind_basic_auth(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOODJOB_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "s3cret")
+    example = load_example("dashboard_app")
+    try:
+        with TestClient(example.app) as client:
+            asked = client.get("/goodjob/")
+            assert asked.status_code == 401
+            assert asked.headers["www-authenticate"] == 'Basic realm="goodjob"'
+            assert client.get("/goodjob/", auth=("admin", "wrong")).status_code == 401
+            page = client.get("/goodjob/jobs", auth=("admin", "s3cret"))
+            assert page.status_code == 200
+            assert 'href="/goodjob/jobs?state=queued"' in page.text
+    finally:
+        example.gj.close()
+
+
+def test_the_readme_prefix_dispatch_and_flask_through_a2wsgi(app: GoodJob) -> None:
+    from a2wsgi import ASGIMiddleware
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    dashboard = create_app(app)
+
+    async def other(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:  # the Django one
+        if scope["type"] == "http" and (scope["path"] + "/").startswith("/goodjob/"):
+            return await dashboard({**scope, "root_path": "/goodjob"}, receive, send)
+        return await other(scope, receive, send)
+
+    direct = TestClient(application)  # no lifespan: the dispatcher, like Django's, has none
+    page = direct.get("/goodjob/jobs")
+    assert page.status_code == 200
+    assert 'action="/goodjob/jobs"' in page.text
+    assert direct.get("/goodjob").status_code == 200
+    assert direct.get("/elsewhere").status_code == 204
+
+    flask_app = Flask(__name__)
+    flask_app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        flask_app.wsgi_app, {"/goodjob": ASGIMiddleware(dashboard)}
+    )
+    client = flask_app.test_client()
+    page = client.get("/goodjob/jobs?state=queued")
+    assert page.status_code == 200
+    assert 'action="/goodjob/jobs"' in page.text
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+    assert token
+    done = client.post(
+        "/goodjob/pauses", data={"csrf_token": token.group(1), "kind": "queue", "name": "mail"}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/goodjob/"
+    assert app.paused()["queue"] == ["mail"]
