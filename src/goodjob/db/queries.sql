@@ -1366,8 +1366,12 @@ SELECT to_timestamp(floor(e.ms / 60000.0) * 60) AS minute, count(*) AS n,
        to_timestamp(min(e.ms) / 1000.0) AS oldest
 FROM (SELECT ('x' || substr(replace(j.id::text, '-', ''), 1, 12))::bit(48)::bigint AS ms
       FROM goodjob_jobs j
+      -- Ids minted in the last hour (and a minute of clock skew ahead): the range leaves out
+      -- ids of other kinds (a random UUIDv4 falls in it once in a hundred million).
       WHERE j.id >= (lpad(to_hex(floor(extract(epoch FROM now() - interval '1 hour') * 1000)::bigint),
                           12, '0') || '00000000000000000000')::uuid
+        AND j.id < (lpad(to_hex(floor(extract(epoch FROM now() + interval '1 minute') * 1000)::bigint),
+                         12, '0') || '00000000000000000000')::uuid
       ORDER BY j.id DESC LIMIT %(cap)s) AS e
 GROUP BY 1 ORDER BY 1;
 
