@@ -49,7 +49,9 @@ def filters_from(values: Any) -> records.JobFilter:
 
     def text(name: str) -> str | None:
         value = values.get(name)
-        return value.strip()[:500] or None if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        return value.replace("\x00", "").strip()[:500] or None  # Postgres text holds no NUL
 
     return records.JobFilter(
         state=text("state"),
