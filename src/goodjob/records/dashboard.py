@@ -48,8 +48,8 @@ ORDERS = ("newest", "oldest")
 _ID = (("id", "uuid"),)
 KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "all": _ID,
-    "succeeded": _ID,
     "running": _ID,
+    "succeeded": (("finished_at", "timestamptz"), ("id", "uuid")),
     "discarded": (("finished_at", "timestamptz"), ("id", "uuid")),
     "scheduled": (("scheduled_at", "timestamptz"), ("id", "uuid")),
     "retried": (("scheduled_at", "timestamptz"), ("id", "uuid")),
