@@ -1281,13 +1281,14 @@ ORDER BY {order} LIMIT %(scan)s
 
 -- name: dashboard_source_queued
 -- Due jobs in claim order: those without a concurrency key through goodjob_jobs_dequeue_any,
--- those with one through goodjob_jobs_keyed_queued, merged.
+-- those with one through goodjob_jobs_keyed_due (locked_at is null exactly when locked_by_id
+-- is: goodjob_jobs_locked_together), merged.
 (SELECT j.* FROM goodjob_jobs j
  WHERE j.concurrency_key IS NULL AND {is:queued} AND {after}
  ORDER BY {order} LIMIT %(scan)s)
 UNION ALL
 (SELECT j.* FROM goodjob_jobs j
- WHERE j.concurrency_key IS NOT NULL AND {is:queued} AND {after}
+ WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL AND {is:queued} AND {after}
  ORDER BY {order} LIMIT %(scan)s)
 
 -- name: dashboard_state_counts
