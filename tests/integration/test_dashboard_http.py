@@ -437,6 +437,9 @@ def test_mounted_under_a_prefix_links_and_redirects_stay_under_it(
         )
         assert done.status_code == 303
         assert done.headers["location"] == f"/goodjob/jobs/{ids['discarded']}"
+        # The notice shows once, under the prefix.
+        assert 'id="notice"' in client.get(done.headers["location"]).text
+        assert 'id="notice"' not in client.get(done.headers["location"]).text
         assert client.get("/goodjob/static/uPlot.iife.min.js").status_code == 200
     assert app.job(ids["discarded"]).status == "retried"
 

@@ -122,7 +122,7 @@ class Dashboard:
             notice, where = await run_in_threadpool(self._checked_act, act, form)
         except (JobStateError, ConfigurationError, JobNotFound, BatchNotFound, ValueError) as exc:
             notice, where = f"error: {exc}", None
-        return self.redirect(where or back, notice)
+        return self.redirect(request, where or back, notice)
 
     def _checked(self, build: Build) -> dict[str, Any]:
         self.gj.check_schema()
@@ -158,7 +158,7 @@ class Dashboard:
         }
         html = self.templates.get_template(template).render(context)
         response = HTMLResponse(html, status, headers=HEADERS)
-        root = request.scope.get("root_path", "") or "/"
+        root = _cookie_path(request)
         if new_cookie:
             response.set_cookie(
                 security.CSRF_COOKIE,
@@ -172,11 +172,18 @@ class Dashboard:
             response.delete_cookie(NOTICE_COOKIE, path=root)
         return response
 
-    def redirect(self, where: str, notice: str | None) -> Response:
+    def redirect(self, request: Request, where: str, notice: str | None) -> Response:
+        """A 303 to ``where``, with a notice the next page shows once (a cookie under this
+        dashboard's path, which that page deletes)."""
         response = RedirectResponse(where, status_code=303, headers=HEADERS)
         if notice:
             response.set_cookie(
-                NOTICE_COOKIE, quote(notice[:500]), max_age=60, httponly=True, samesite="strict"
+                NOTICE_COOKIE,
+                quote(notice[:500]),
+                max_age=60,
+                path=_cookie_path(request),
+                httponly=True,
+                samesite="strict",
             )
         return response
 
@@ -208,3 +215,8 @@ class Dashboard:
         if value.startswith("/") and not value.startswith("//") and "\\" not in value:
             return value if value.startswith(root + "/") or value == root else None
         return None
+
+
+def _cookie_path(request: Request) -> str:
+    """The path of the dashboard's cookies: its mount point, so they go to it alone."""
+    return str(request.scope.get("root_path", "")) or "/"
