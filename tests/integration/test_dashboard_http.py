@@ -503,3 +503,16 @@ def test_the_readme_prefix_dispatch_and_flask_through_a2wsgi(app: GoodJob) -> No
     assert done.status_code == 303
     assert done.headers["location"] == "/goodjob/"
     assert app.paused()["queue"] == ["mail"]
+
+
+def test_an_unmigrated_database_answers_503_saying_so(empty_database_url: str) -> None:
+    gj = GoodJob(empty_database_url, execution_mode="external")
+    try:
+        with TestClient(create_app(gj)) as client:
+            page = client.get("/jobs")
+            assert page.status_code == 503
+            assert "goodjob migrate" in page.text
+            error = client.get("/", params={"format": "json"}).json()["error"]
+            assert "goodjob migrate" in error
+    finally:
+        gj.close()

@@ -3,7 +3,6 @@ static files (uPlot, the stylesheet, the script) under one Starlette app."""
 
 from __future__ import annotations
 
-import secrets
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -58,8 +57,3 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.dashboard = dashboard
     return app
-
-
-def random_secret() -> str:
-    """A secret for :func:`create_app` (``secret=``) to share between processes."""
-    return secrets.token_hex(32)

@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from goodjob.dashboard import present, security
-from goodjob.errors import BatchNotFound, ConfigurationError, JobNotFound, JobStateError
+from goodjob.errors import (
+    BatchNotFound,
+    ConfigurationError,
+    DatabaseError,
+    JobNotFound,
+    JobStateError,
+)
 
 if TYPE_CHECKING:
     from goodjob.app import GoodJob
@@ -100,6 +106,9 @@ class Dashboard:
             return self.refusal(request, security.Refused(400, str(exc)))
         except (JobNotFound, BatchNotFound, ConfigurationError) as exc:
             return self.refusal(request, security.Refused(404, str(exc)))
+        except DatabaseError as exc:  # unreachable, not migrated: say so, not a traceback
+            logger.warning("dashboard: %s %s: %s", request.method, request.url.path, exc)
+            return self.refusal(request, security.Refused(503, str(exc)))
         if request.query_params.get("format") == "json":
             return JSONResponse(present.to_json(data), headers=HEADERS)
         return self.render(request, template, data)
@@ -121,6 +130,9 @@ class Dashboard:
         try:
             notice, where = await run_in_threadpool(self._checked_act, act, form)
         except (JobStateError, ConfigurationError, JobNotFound, BatchNotFound, ValueError) as exc:
+            notice, where = f"error: {exc}", None
+        except DatabaseError as exc:
+            logger.warning("dashboard: %s %s: %s", request.method, request.url.path, exc)
             notice, where = f"error: {exc}", None
         return self.redirect(request, where or back, notice)
 
@@ -188,7 +200,7 @@ class Dashboard:
         return response
 
     def refusal(self, request: Request, refused: security.Refused) -> Response:
-        if refused.status != 403:
+        if refused.status not in (403, 503):
             logger.info("dashboard: %s %s: %s", request.method, request.url.path, refused.reason)
         if request.query_params.get("format") == "json" or request.method == "POST":
             if request.method == "POST" and "text/html" in request.headers.get("accept", ""):
