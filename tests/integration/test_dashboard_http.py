@@ -157,6 +157,7 @@ def test_every_page_renders_as_html_and_as_json(
     ]
     batches = client.get("/batches", params={"format": "json"}).json()
     assert batches["batches"][0]["description"] == "nightly import"
+    assert batches["batches"][0]["jobs"] == {"value": 1, "kind": "exact", "label": "1"}
     assert client.get("/performance", params={"window": "2y"}).status_code == 400
     assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
 

@@ -101,7 +101,15 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
             more = len(rows) > records.BATCHES_PAGE
             last = shown[-1] if shown else None
             return {
-                "batches": [present.batch(row) for row in shown],
+                "batches": [
+                    {
+                        **present.batch(row),
+                        "jobs": row["jobs"],
+                        "unfinished": row["unfinished"],
+                        "discarded": row["discarded"],
+                    }
+                    for row in shown
+                ],
                 "next_cursor": f"{last['created_at'].isoformat()}|{last['id']}"
                 if more and last
                 else None,

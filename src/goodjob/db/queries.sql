@@ -1292,24 +1292,27 @@ UNION ALL
  ORDER BY {order} LIMIT %(scan)s)
 
 -- name: dashboard_state_counts
--- Jobs in each state but succeeded, each counted through its partial index up to %(cap)s
--- (past it the dashboard shows an estimate): never a scan of the history. And the first
--- %(cap)s rows of the table, with the succeeded among them: all of them in a small table.
+-- Jobs in each state but succeeded, each counted through its partial index, never a scan of
+-- the history: running and discarded jobs (index only) up to %(cap)s, waiting ones (whose
+-- state needs the row itself) up to %(waiting_cap)s; past a cap the dashboard shows an
+-- estimate. And the first %(cap)s rows of the table, with the succeeded among them: all of
+-- them in a small table.
 SELECT
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j LIMIT %(cap)s) c) AS sampled,
     (SELECT count(*) FILTER (WHERE {is:succeeded})
      FROM (SELECT j.finished_at, j.error FROM goodjob_jobs j LIMIT %(cap)s) j) AS succeeded,
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
-                           WHERE j.concurrency_key IS NULL AND {is:queued} LIMIT %(cap)s) c)
+                           WHERE j.concurrency_key IS NULL AND {is:queued}
+                           LIMIT %(waiting_cap)s) c)
   + (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
-                           WHERE j.concurrency_key IS NOT NULL AND {is:queued} LIMIT %(cap)s) c)
-        AS queued,
+                           WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL
+                             AND {is:queued} LIMIT %(waiting_cap)s) c) AS queued,
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
                            WHERE {is:scheduled} AND j.scheduled_at > j.created_at
-                           LIMIT %(cap)s) c) AS scheduled,
+                           LIMIT %(waiting_cap)s) c) AS scheduled,
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
                            WHERE {is:retried} AND j.scheduled_at > j.created_at
-                           LIMIT %(cap)s) c) AS retried,
+                           LIMIT %(waiting_cap)s) c) AS retried,
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
                            WHERE {is:running} LIMIT %(cap)s) c) AS running,
     (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
@@ -1387,9 +1390,10 @@ ORDER BY 1;
 -- name: dashboard_chart_latency
 -- Queue latency per minute over the last hour: how long attempts waited past their scheduled
 -- time before a worker took them (goodjob_executions_performed).
+-- (Intervals are aggregated, then converted: extract() per row is numeric arithmetic.)
 SELECT date_trunc('minute', e.performed_at) AS minute,
-       avg(extract(epoch FROM e.performed_at - e.scheduled_at))::float8 AS avg,
-       max(extract(epoch FROM e.performed_at - e.scheduled_at))::float8 AS max,
+       extract(epoch FROM avg(e.performed_at - e.scheduled_at))::float8 AS avg,
+       extract(epoch FROM max(e.performed_at - e.scheduled_at))::float8 AS max,
        count(*) AS n, min(e.performed_at) AS oldest
 FROM (SELECT x.performed_at, x.scheduled_at FROM goodjob_executions x
       WHERE x.performed_at > now() - interval '1 hour'
@@ -1399,7 +1403,8 @@ GROUP BY 1 ORDER BY 1;
 -- name: dashboard_queues
 -- Queues with waiting or running jobs (a skip scan of goodjob_jobs_dequeue_queue: one probe a
 -- queue), each with its due jobs counted up to %(cap)s, its running jobs, and how long its next
--- job in claim order has been due.
+-- job in claim order has been due. Due jobs with a concurrency key are counted from one read
+-- of at most %(cap)s of them, whatever their queue (goodjob_jobs_keyed_due has no queue).
 WITH RECURSIVE waiting AS (
     (SELECT j.queue_name FROM goodjob_jobs j
      WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.concurrency_key IS NULL
@@ -1411,23 +1416,26 @@ WITH RECURSIVE waiting AS (
             ORDER BY j.queue_name LIMIT 1)
     FROM waiting w WHERE w.queue_name IS NOT NULL
 ),
+keyed AS (
+    SELECT k.queue_name, count(*) AS n
+    FROM (SELECT j.queue_name FROM goodjob_jobs j
+          WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL AND {is:queued}
+          LIMIT %(cap)s) AS k
+    GROUP BY k.queue_name
+),
 names AS (
     SELECT w.queue_name FROM waiting w WHERE w.queue_name IS NOT NULL
     UNION
     SELECT j.queue_name FROM goodjob_jobs j WHERE {is:running}
     UNION
-    SELECT k.queue_name FROM (SELECT j.queue_name FROM goodjob_jobs j
-                              WHERE j.concurrency_key IS NOT NULL AND j.finished_at IS NULL
-                                AND j.locked_by_id IS NULL
-                              LIMIT %(cap)s) k
+    SELECT k.queue_name FROM keyed k
 )
 SELECT n.queue_name,
        (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
                               WHERE j.queue_name = n.queue_name AND j.concurrency_key IS NULL
                                 AND {is:queued} LIMIT %(cap)s) c)
-     + (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
-                              WHERE j.queue_name = n.queue_name AND j.concurrency_key IS NOT NULL
-                                AND {is:queued} LIMIT %(cap)s) c) AS queued,
+     + coalesce((SELECT k.n FROM keyed k WHERE k.queue_name = n.queue_name), 0) AS queued,
+       (SELECT sum(k.n) FROM keyed k) >= %(cap)s AS keyed_capped,
        (SELECT count(*) FROM goodjob_jobs j
         WHERE j.queue_name = n.queue_name AND {is:running}) AS running,
        (SELECT extract(epoch FROM now() - j.scheduled_at)::float8 FROM goodjob_jobs j
@@ -1458,9 +1466,9 @@ LIMIT %(limit)s;
 -- is the total, whose oldest tells a capped window.
 SELECT e.task_name, count(*) AS attempts,
        count(*) FILTER (WHERE e.error IS NOT NULL) AS failed,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.duration))::float8 AS p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.duration))::float8 AS p95,
-       max(extract(epoch FROM e.duration))::float8 AS max,
+       extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration))::float8 AS p50,
+       extract(epoch FROM percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration))::float8 AS p95,
+       extract(epoch FROM max(e.duration))::float8 AS max,
        min(e.performed_at) AS oldest, count(*) FILTER (WHERE e.finished_at IS NULL) AS unfinished
 FROM (SELECT x.task_name, x.performed_at, x.finished_at, x.duration, x.error
       FROM goodjob_executions x
@@ -1490,12 +1498,19 @@ WHERE left(split_part(d.error, ': ', 1), 200) = %(error_class)s
 LIMIT %(limit)s;
 
 -- name: dashboard_batches
--- A page of batches, newest first after the cursor (goodjob_batches_created), with their jobs
--- counted by state.
-SELECT b.*,
-       (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
-        FROM (SELECT {status} AS status, count(*) AS n
-              FROM goodjob_jobs j WHERE j.batch_id = b.id GROUP BY 1) AS s) AS counts
+-- A page of batches, newest first after the cursor (goodjob_batches_created), each with its
+-- jobs, unfinished jobs and discarded jobs counted up to %(cap)s (index only, through
+-- goodjob_jobs_batch, _batch_unfinished and _batch_discarded): a batch's counts by state read
+-- every one of its jobs, so only the batch's own page gives them.
+SELECT b.*, '{}'::jsonb AS counts,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id LIMIT %(cap)s) c) AS jobs,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id AND j.finished_at IS NULL
+                              LIMIT %(cap)s) c) AS unfinished,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id AND {is:discarded}
+                              LIMIT %(cap)s) c) AS discarded
 FROM goodjob_batches b
 WHERE %(after_at)s::timestamptz IS NULL
    OR (b.created_at, b.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid)

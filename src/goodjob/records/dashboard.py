@@ -30,16 +30,19 @@ from goodjob.records.jobs import STATUSES, Job
 
 PAGE_SIZE = 50  # jobs a page of the list shows
 SCAN_LIMIT = 10_000  # rows a filtered page of the list reads at most
-COUNT_CAP = 10_000  # rows a state's exact count reads at most; past it, an estimate
+COUNT_CAP = 10_000  # index entries a state's exact count reads at most; past it, an estimate
+WAITING_COUNT_CAP = 1_000  # rows the count of a waiting state reads (they need the row itself)
 QUEUE_COUNT_CAP = 1_000  # due jobs counted per queue and per concurrency key
 QUEUES_LIMIT = 100  # queues the overview lists
 KEYS_LIMIT = 50  # concurrency keys the overview lists
-CHART_CAP = 50_000  # rows a chart of the last hour reads at most
+CHART_CAP = 50_000  # index entries a chart of the last hour reads at most
+LATENCY_CAP = 20_000  # attempts the latency chart reads at most (from the rows themselves)
 PERFORMANCE_CAP = 20_000  # attempts the performance page reads at most
 ERRORS_CAP = 50_000  # discarded jobs the errors page groups at most
 BULK_LIMIT = 1_000  # jobs one bulk action acts on at most
 BULK_SCANS = 10  # filtered pages a bulk action reads at most to find them (SCAN_LIMIT rows each)
 BATCHES_PAGE = 50
+BATCH_COUNT_CAP = 1_000  # a listed batch's jobs counted at most
 WINDOWS = {"15m": 900, "1h": 3_600, "24h": 86_400, "7d": 604_800}
 ORDERS = ("newest", "oldest")
 
@@ -267,23 +270,24 @@ def _estimate(db: Database, state: str) -> int:
 
 
 def state_counts(db: Database) -> dict[str, Count]:
-    """Jobs by state: exact up to COUNT_CAP through each state's partial index, then the
-    planner's estimate; succeeded (most of the history, no index of its own) exact only while
-    the whole table is smaller than the cap."""
-    row = db.execute("dashboard_state_counts", {"cap": COUNT_CAP})[0]
+    """Jobs by state: exact through each state's partial index up to a cap (COUNT_CAP for
+    running and discarded jobs, read index only; WAITING_COUNT_CAP for waiting ones, whose
+    state needs the row), then the planner's estimate; succeeded (most of the history, no index
+    of its own) exact only while the whole table is smaller than COUNT_CAP."""
+    params = {"cap": COUNT_CAP, "waiting_cap": WAITING_COUNT_CAP}
+    row = db.execute("dashboard_state_counts", params)[0]
     counts: dict[str, Count] = {}
     small = row["sampled"] < COUNT_CAP
     for state in STATUSES:
+        cap = COUNT_CAP if state in ("running", "discarded") else WAITING_COUNT_CAP
         if state == "succeeded":
             counts[state] = (
                 Count(row["succeeded"]) if small else Count(_estimate(db, state), "estimate")
             )
-        elif row[state] >= COUNT_CAP:
+        elif row[state] >= cap:
             estimate = _estimate(db, state)
             counts[state] = (
-                Count(estimate, "estimate")
-                if estimate > row[state]
-                else Count(COUNT_CAP, "at_least")
+                Count(estimate, "estimate") if estimate > row[state] else Count(cap, "at_least")
             )
         else:
             counts[state] = Count(row[state])
@@ -310,13 +314,14 @@ def _series(rows: Sequence[dict[str, Any]], column: str, cap: int) -> Series:
 def charts(db: Database, cap: int = CHART_CAP) -> dict[str, Series]:
     """The overview's charts of the last hour, per minute: jobs enqueued, finished and
     discarded, and the average and longest wait of the attempts started (queue latency)."""
-    latency = db.execute("dashboard_chart_latency", {"cap": cap})
+    latency_cap = min(cap, LATENCY_CAP)
+    latency = db.execute("dashboard_chart_latency", {"cap": latency_cap})
     return {
         "enqueued": _series(db.execute("dashboard_chart_enqueued", {"cap": cap}), "n", cap),
         "finished": _series(db.execute("dashboard_chart_finished", {"cap": cap}), "n", cap),
         "discarded": _series(db.execute("dashboard_chart_discarded", {"cap": cap}), "n", cap),
-        "latency_avg": _series(latency, "avg", cap),
-        "latency_max": _series(latency, "max", cap),
+        "latency_avg": _series(latency, "avg", latency_cap),
+        "latency_max": _series(latency, "max", latency_cap),
     }
 
 
@@ -325,10 +330,8 @@ def queues(db: Database) -> list[dict[str, Any]]:
     jobs, and how long the next job in claim order has been due."""
     rows = db.execute("dashboard_queues", {"cap": QUEUE_COUNT_CAP, "limit": QUEUES_LIMIT})
     for row in rows:
-        row["queued"] = Count(
-            min(row["queued"], QUEUE_COUNT_CAP),
-            "at_least" if row["queued"] >= QUEUE_COUNT_CAP else "exact",
-        )
+        capped = row.pop("keyed_capped") or row["queued"] >= QUEUE_COUNT_CAP
+        row["queued"] = Count(row["queued"], "at_least" if capped else "exact")
     return rows
 
 
@@ -336,10 +339,7 @@ def concurrency_keys(db: Database) -> list[dict[str, Any]]:
     """Concurrency keys in use, with their limits, running and waiting jobs."""
     rows = db.execute("dashboard_concurrency", {"cap": QUEUE_COUNT_CAP, "limit": KEYS_LIMIT})
     for row in rows:
-        row["waiting"] = Count(
-            min(row["waiting"], QUEUE_COUNT_CAP),
-            "at_least" if row["waiting"] >= QUEUE_COUNT_CAP else "exact",
-        )
+        row["waiting"] = _capped(row["waiting"], QUEUE_COUNT_CAP)
     return rows
 
 
@@ -392,5 +392,14 @@ def batches_page(
         "after_at": after[0] if after else None,
         "after_id": after[1] if after else None,
         "limit": limit,
+        "cap": BATCH_COUNT_CAP,
     }
-    return db.execute("dashboard_batches", params)
+    rows = db.execute("dashboard_batches", params)
+    for row in rows:
+        for name in ("jobs", "unfinished", "discarded"):
+            row[name] = _capped(row[name], BATCH_COUNT_CAP)
+    return rows
+
+
+def _capped(value: int, cap: int) -> Count:
+    return Count(min(value, cap), "at_least" if value >= cap else "exact")
