@@ -200,6 +200,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
             "0008_keyed_queued_order",
             "0009_batches",
             "0010_keyed_due",
+            "0011_dashboard",
         ]
 
         @gj.task

@@ -15,6 +15,7 @@ from goodjob.app import GoodJob
 from goodjob.cli.batches import COMMANDS as batch_commands
 from goodjob.cli.bench import bench
 from goodjob.cli.controls import COMMANDS as control_commands
+from goodjob.cli.dashboard import dashboard
 from goodjob.cli.demo import demo
 from goodjob.cli.jobs import COMMANDS as job_commands
 from goodjob.cli.options import (
@@ -166,7 +167,7 @@ def db_url() -> None:
         click.echo(embedded.ensure_running(_data_dir()).url())
 
 
-for command in (start, demo, bench, *job_commands, *batch_commands, *control_commands):
+for command in (start, dashboard, demo, bench, *job_commands, *batch_commands, *control_commands):
     main.add_command(command)
 
 __all__ = ["GoodJobGroup", "main", "run_command"]

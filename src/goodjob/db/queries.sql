@@ -1249,3 +1249,294 @@ CROSS JOIN LATERAL (
              ELSE '[]'::jsonb END
     ) AS s
 ) AS threads;
+
+-- The dashboard (issue 17). Every statement here reads a bounded number of rows through an
+-- index, whatever the size of the history: lists are keyset pages, counts stop at a cap (past
+-- it the dashboard shows the planner's estimate), aggregates read at most a capped number of
+-- the newest rows of their window. records/dashboard.py fills in {source}, {order} and {after}.
+
+-- name: dashboard_jobs_page
+-- A page of the jobs list: the rows of {source} (one state's rows through its index, in its
+-- order, after the cursor, at most %(scan)s of them) that pass the filters.
+SELECT j.*, {status} AS status
+FROM ({source}) AS j
+WHERE (%(queue)s::text IS NULL OR j.queue_name = %(queue)s)
+  AND (%(task)s::text IS NULL OR j.task_name = %(task)s)
+  AND (%(label)s::text IS NULL OR j.labels @> ARRAY[%(label)s::text])
+  AND (%(text)s::text IS NULL OR j.error ILIKE %(text)s OR j.arguments::text ILIKE %(text)s)
+ORDER BY {order}
+LIMIT %(limit)s;
+
+-- name: dashboard_jobs_scan_end
+-- Where a filtered page's scan stopped: the last of the %(scan)s rows {source} read (none when
+-- it read fewer: the list is complete), so the next page goes on from there.
+SELECT j.* FROM ({source}) AS j ORDER BY {order} OFFSET %(scan)s - 1 LIMIT 1;
+
+-- name: dashboard_source_all
+-- Every job, in id order (UUIDv7: creation order), through the primary key.
+SELECT j.* FROM goodjob_jobs j WHERE {after} ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_succeeded
+-- Succeeded jobs, by the time they ended (goodjob_jobs_finished: nearly all its rows are
+-- succeeded, so a page reads hardly more than its rows, however long the backlog ahead of it).
+SELECT j.* FROM goodjob_jobs j WHERE {is:succeeded} AND {after} ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_discarded
+-- Discarded jobs, by the time they ended (goodjob_jobs_discarded).
+SELECT j.* FROM goodjob_jobs j WHERE {is:discarded} AND {after} ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_running
+-- Running jobs, in id order (goodjob_jobs_locked_by: as many as busy threads).
+SELECT j.* FROM goodjob_jobs j WHERE {is:running} AND {after} ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_scheduled
+-- Scheduled jobs, soonest first (goodjob_jobs_scheduled: a job due in the future was
+-- scheduled after its creation, so the index's predicate holds for all of them).
+SELECT j.* FROM goodjob_jobs j
+WHERE {is:scheduled} AND j.scheduled_at > j.created_at AND {after}
+ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_retried
+-- Jobs waiting for their next attempt, soonest first (goodjob_jobs_scheduled: a retry is
+-- scheduled after the job's creation).
+SELECT j.* FROM goodjob_jobs j
+WHERE {is:retried} AND j.scheduled_at > j.created_at AND {after}
+ORDER BY {order} LIMIT %(scan)s
+
+-- name: dashboard_source_queued
+-- Due jobs in claim order: those without a concurrency key through goodjob_jobs_dequeue_any,
+-- those with one through goodjob_jobs_keyed_due (locked_at is null exactly when locked_by_id
+-- is: goodjob_jobs_locked_together), merged.
+(SELECT j.* FROM goodjob_jobs j
+ WHERE j.concurrency_key IS NULL AND {is:queued} AND {after}
+ ORDER BY {order} LIMIT %(scan)s)
+UNION ALL
+(SELECT j.* FROM goodjob_jobs j
+ WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL AND {is:queued} AND {after}
+ ORDER BY {order} LIMIT %(scan)s)
+
+-- name: dashboard_state_counts
+-- Jobs in each state but succeeded, each counted through its partial index, never a scan of
+-- the history: running and discarded jobs (index only) up to %(cap)s, waiting ones (whose
+-- state needs the row itself) up to %(waiting_cap)s; past a cap the dashboard shows an
+-- estimate. And the first %(cap)s rows of the table, with the succeeded among them: all of
+-- them in a small table.
+SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j LIMIT %(cap)s) c) AS sampled,
+    (SELECT count(*) FILTER (WHERE {is:succeeded})
+     FROM (SELECT j.finished_at, j.error FROM goodjob_jobs j LIMIT %(cap)s) j) AS succeeded,
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE j.concurrency_key IS NULL AND {is:queued}
+                           LIMIT %(waiting_cap)s) c)
+  + (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL
+                             AND {is:queued} LIMIT %(waiting_cap)s) c) AS queued,
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE {is:scheduled} AND j.scheduled_at > j.created_at
+                           LIMIT %(waiting_cap)s) c) AS scheduled,
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE {is:retried} AND j.scheduled_at > j.created_at
+                           LIMIT %(waiting_cap)s) c) AS retried,
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE {is:running} LIMIT %(cap)s) c) AS running,
+    (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                           WHERE {is:discarded} LIMIT %(cap)s) c) AS discarded;
+
+-- name: dashboard_estimate_all
+-- The planner's estimate of the number of jobs (from the statistics: nothing is read).
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j;
+
+-- name: dashboard_estimate_succeeded
+-- The planner's estimate of succeeded jobs.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:succeeded};
+
+-- name: dashboard_estimate_discarded
+-- The planner's estimate of discarded jobs.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:discarded};
+
+-- name: dashboard_estimate_running
+-- The planner's estimate of running jobs.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:running};
+
+-- name: dashboard_estimate_retried
+-- The planner's estimate of jobs waiting for a retry.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:retried};
+
+-- name: dashboard_estimate_scheduled
+-- The planner's estimate of scheduled jobs.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:scheduled};
+
+-- name: dashboard_estimate_queued
+-- The planner's estimate of queued jobs.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM goodjob_jobs j WHERE {is:queued};
+
+-- name: dashboard_chart_finished
+-- Jobs finished per minute over the last hour (goodjob_jobs_finished, index only), at most
+-- %(cap)s of the newest; with the oldest time read, to tell a capped chart.
+SELECT date_trunc('minute', f.finished_at) AS minute, count(*) AS n, min(f.finished_at) AS oldest
+FROM (SELECT j.finished_at FROM goodjob_jobs j
+      WHERE j.finished_at IS NOT NULL AND j.finished_at > now() - interval '1 hour'
+      ORDER BY j.finished_at DESC LIMIT %(cap)s) AS f
+GROUP BY 1 ORDER BY 1;
+
+-- name: dashboard_chart_discarded
+-- Jobs discarded per minute over the last hour (goodjob_jobs_discarded, index only).
+SELECT date_trunc('minute', d.finished_at) AS minute, count(*) AS n, min(d.finished_at) AS oldest
+FROM (SELECT j.finished_at FROM goodjob_jobs j
+      WHERE {is:discarded} AND j.finished_at > now() - interval '1 hour'
+      ORDER BY j.finished_at DESC LIMIT %(cap)s) AS d
+GROUP BY 1 ORDER BY 1;
+
+-- name: dashboard_chart_enqueued
+-- Jobs enqueued per minute over the last hour, from their ids alone: a UUIDv7 starts with its
+-- creation's milliseconds, so the primary key is an index on creation time (no created_at
+-- index to pay for on every insert and update). The ids are put in their minute by comparing
+-- them with the ids that begin each minute (width_bucket: no per-row conversion), read index
+-- only; ids of other kinds fall outside the hour's range (a random UUIDv4 once in 10^8).
+WITH bounds AS (
+    SELECT ARRAY(
+        SELECT (lpad(to_hex(floor(extract(epoch FROM
+                    date_trunc('minute', now()) - m * interval '1 minute') * 1000)::bigint),
+                     12, '0') || '00000000000000000000')::uuid
+        FROM generate_series(59, -1, -1) AS m) AS b
+)
+SELECT date_trunc('minute', now()) - (60 - width_bucket(e.id, (SELECT b FROM bounds)))
+           * interval '1 minute' AS minute,
+       count(*) AS n,
+       date_trunc('minute', now()) - (60 - min(width_bucket(e.id, (SELECT b FROM bounds))))
+           * interval '1 minute' AS oldest
+FROM (SELECT j.id FROM goodjob_jobs j
+      WHERE j.id >= (SELECT b[1] FROM bounds) AND j.id < (SELECT b[61] FROM bounds)
+      ORDER BY j.id DESC LIMIT %(cap)s) AS e
+GROUP BY width_bucket(e.id, (SELECT b FROM bounds))
+ORDER BY 1;
+
+-- name: dashboard_chart_latency
+-- Queue latency per minute over the last hour: how long attempts waited past their scheduled
+-- time before a worker took them (goodjob_executions_performed).
+-- (Intervals are aggregated, then converted: extract() per row is numeric arithmetic.)
+SELECT date_trunc('minute', e.performed_at) AS minute,
+       extract(epoch FROM avg(e.performed_at - e.scheduled_at))::float8 AS avg,
+       extract(epoch FROM max(e.performed_at - e.scheduled_at))::float8 AS max,
+       count(*) AS n, min(e.performed_at) AS oldest
+FROM (SELECT x.performed_at, x.scheduled_at FROM goodjob_executions x
+      WHERE x.performed_at > now() - interval '1 hour'
+      ORDER BY x.performed_at DESC LIMIT %(cap)s) AS e
+GROUP BY 1 ORDER BY 1;
+
+-- name: dashboard_queues
+-- Queues with waiting or running jobs (a skip scan of goodjob_jobs_dequeue_queue: one probe a
+-- queue), each with its due jobs counted up to %(cap)s, its running jobs, and how long its next
+-- job in claim order has been due. Due jobs with a concurrency key are counted from one read
+-- of at most %(cap)s of them, whatever their queue (goodjob_jobs_keyed_due has no queue).
+WITH RECURSIVE waiting AS (
+    (SELECT j.queue_name FROM goodjob_jobs j
+     WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.concurrency_key IS NULL
+     ORDER BY j.queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue_name FROM goodjob_jobs j
+            WHERE j.finished_at IS NULL AND j.locked_by_id IS NULL AND j.concurrency_key IS NULL
+              AND j.queue_name > w.queue_name
+            ORDER BY j.queue_name LIMIT 1)
+    FROM waiting w WHERE w.queue_name IS NOT NULL
+),
+keyed AS (
+    SELECT k.queue_name, count(*) AS n
+    FROM (SELECT j.queue_name FROM goodjob_jobs j
+          WHERE j.concurrency_key IS NOT NULL AND j.locked_at IS NULL AND {is:queued}
+          LIMIT %(cap)s) AS k
+    GROUP BY k.queue_name
+),
+names AS (
+    SELECT w.queue_name FROM waiting w WHERE w.queue_name IS NOT NULL
+    UNION
+    SELECT j.queue_name FROM goodjob_jobs j WHERE {is:running}
+    UNION
+    SELECT k.queue_name FROM keyed k
+)
+SELECT n.queue_name,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.queue_name = n.queue_name AND j.concurrency_key IS NULL
+                                AND {is:queued} LIMIT %(cap)s) c)
+     + coalesce((SELECT k.n FROM keyed k WHERE k.queue_name = n.queue_name), 0) AS queued,
+       (SELECT sum(k.n) FROM keyed k) >= %(cap)s AS keyed_capped,
+       (SELECT count(*) FROM goodjob_jobs j
+        WHERE j.queue_name = n.queue_name AND {is:running}) AS running,
+       (SELECT extract(epoch FROM now() - j.scheduled_at)::float8 FROM goodjob_jobs j
+        WHERE j.queue_name = n.queue_name AND j.concurrency_key IS NULL AND {is:queued}
+        ORDER BY j.priority, j.scheduled_at, j.id LIMIT 1) AS next_waited
+FROM names n
+ORDER BY n.queue_name
+LIMIT %(limit)s;
+
+-- name: dashboard_concurrency
+-- Concurrency keys in use, most recently active first, with their limits, running jobs
+-- (goodjob_jobs_keyed_running) and due jobs counted up to %(cap)s (goodjob_jobs_keyed_queued).
+SELECT c.key, c.perform_limit, c.perform_throttle, c.perform_throttle_seconds,
+       c.enqueue_throttle, c.enqueue_throttle_seconds, c.updated_at,
+       (SELECT count(*) FROM goodjob_jobs j
+        WHERE j.concurrency_key = c.key AND j.finished_at IS NULL
+          AND j.locked_by_id IS NOT NULL) AS running,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.concurrency_key = c.key AND j.finished_at IS NULL
+                                AND j.locked_by_id IS NULL LIMIT %(cap)s) w) AS waiting
+FROM goodjob_concurrency c
+ORDER BY c.updated_at DESC, c.key
+LIMIT %(limit)s;
+
+-- name: dashboard_performance
+-- Per task over a window: attempts, failures and duration percentiles, from at most %(cap)s of
+-- the window's newest attempts (goodjob_executions_performed); the row with a null task_name
+-- is the total, whose oldest tells a capped window.
+SELECT e.task_name, count(*) AS attempts,
+       count(*) FILTER (WHERE e.error IS NOT NULL) AS failed,
+       extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration))::float8 AS p50,
+       extract(epoch FROM percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration))::float8 AS p95,
+       extract(epoch FROM max(e.duration))::float8 AS max,
+       min(e.performed_at) AS oldest, count(*) FILTER (WHERE e.finished_at IS NULL) AS unfinished
+FROM (SELECT x.task_name, x.performed_at, x.finished_at, x.duration, x.error
+      FROM goodjob_executions x
+      WHERE x.performed_at >= now() - make_interval(secs => %(seconds)s)
+      ORDER BY x.performed_at DESC LIMIT %(cap)s) AS e
+GROUP BY GROUPING SETS ((e.task_name), ())
+ORDER BY e.task_name NULLS FIRST;
+
+-- name: dashboard_errors
+-- Discarded jobs grouped by error class (the text before the first ": "), from at most %(cap)s
+-- of the newest (goodjob_jobs_discarded), with an example of each.
+SELECT left(split_part(d.error, ': ', 1), 200) AS error_class, count(*) AS jobs,
+       max(d.finished_at) AS last_at, min(d.finished_at) AS first_at,
+       (array_agg(d.id ORDER BY d.finished_at DESC))[1] AS example_id,
+       left((array_agg(d.error ORDER BY d.finished_at DESC))[1], 500) AS example_error,
+       array_agg(DISTINCT d.task_name) AS tasks
+FROM (SELECT j.id, j.error, j.finished_at, j.task_name FROM goodjob_jobs j
+      WHERE {is:discarded} ORDER BY j.finished_at DESC LIMIT %(cap)s) AS d
+GROUP BY 1
+ORDER BY jobs DESC, error_class;
+
+-- name: dashboard_errors_ids
+-- The ids of the newest discarded jobs of one error class, at most %(limit)s.
+SELECT d.id FROM (SELECT j.id, j.error, j.finished_at FROM goodjob_jobs j
+                  WHERE {is:discarded} ORDER BY j.finished_at DESC LIMIT %(cap)s) AS d
+WHERE left(split_part(d.error, ': ', 1), 200) = %(error_class)s
+LIMIT %(limit)s;
+
+-- name: dashboard_batches
+-- A page of batches, newest first after the cursor (goodjob_batches_created), each with its
+-- jobs, unfinished jobs and discarded jobs counted up to %(cap)s (index only, through
+-- goodjob_jobs_batch, _batch_unfinished and _batch_discarded): a batch's counts by state read
+-- every one of its jobs, so only the batch's own page gives them.
+SELECT b.*, '{}'::jsonb AS counts,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id LIMIT %(cap)s) c) AS jobs,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id AND j.finished_at IS NULL
+                              LIMIT %(cap)s) c) AS unfinished,
+       (SELECT count(*) FROM (SELECT 1 FROM goodjob_jobs j
+                              WHERE j.batch_id = b.id AND {is:discarded}
+                              LIMIT %(cap)s) c) AS discarded
+FROM goodjob_batches b
+WHERE %(after_at)s::timestamptz IS NULL
+   OR (b.created_at, b.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid)
+ORDER BY b.created_at DESC, b.id DESC
+LIMIT %(limit)s;

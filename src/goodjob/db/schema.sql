@@ -118,6 +118,10 @@ CREATE INDEX goodjob_jobs_batch_discarded ON goodjob_jobs (batch_id)
     WHERE batch_id IS NOT NULL AND finished_at IS NOT NULL AND error IS NOT NULL;
 CREATE INDEX goodjob_jobs_batch_callback ON goodjob_jobs (batch_callback_id)
     WHERE batch_callback_id IS NOT NULL AND finished_at IS NULL;
+-- The dashboard's discarded jobs, newest first (tab, exact count, errors page, chart): discarded
+-- rows only, so no enqueue, claim or success writes it.
+CREATE INDEX goodjob_jobs_discarded ON goodjob_jobs (finished_at, id)
+    WHERE finished_at IS NOT NULL AND error IS NOT NULL;
 -- Exactly-once cron enqueues across processes.
 CREATE UNIQUE INDEX goodjob_jobs_cron ON goodjob_jobs (cron_key, cron_at)
     WHERE cron_key IS NOT NULL;
@@ -145,6 +149,9 @@ COMMENT ON COLUMN goodjob_executions.attempt IS 'the job''s executions_count whe
 COMMENT ON COLUMN goodjob_executions.process_id IS 'the process that ran it';
 COMMENT ON COLUMN goodjob_executions.finished_at IS 'null while running, or when its process died';
 COMMENT ON COLUMN goodjob_executions.error_backtrace IS 'formatted traceback of the error';
+-- The dashboard's windows of attempts (performance per task, queue latency): appended at the
+-- right edge, and never changed by the finishing update (which stays HOT).
+CREATE INDEX goodjob_executions_performed ON goodjob_executions (performed_at);
 
 CREATE TABLE goodjob_settings (
     key text PRIMARY KEY,
@@ -185,4 +192,4 @@ CREATE TABLE goodjob_migrations (
 );
 INSERT INTO goodjob_migrations (version)
 VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007'),
-       ('0008'), ('0009'), ('0010');
+       ('0008'), ('0009'), ('0010'), ('0011');
