@@ -4,7 +4,8 @@ LISTEN on a direct connection or polling without one, and psycopg's prepared sta
 The settings are the README's "PgBouncer" section: ``database_pooler``, heartbeat liveness
 (``advisory_lock_heartbeat`` off), ``prepare_threshold=-1`` (Debian's PgBouncer 1.18 predates
 prepared-statement support) and, for LISTEN, ``notify_database_url``. Crash recovery through
-heartbeat expiry is in tests/acceptance/test_pgbouncer.py.
+heartbeat expiry is in tests/acceptance/test_pgbouncer.py. The dashboard's pages and an action
+come last.
 """
 
 from __future__ import annotations
@@ -191,3 +192,40 @@ def test_bench_drains_through_the_pooler(pgbouncer: PgBouncer, database_url: str
     }
     drains = ("baseline_drain", "goodjob_drain", "goodjob_limited", "goodjob_batched")
     assert all(through.get(label, 0) > 0 for label in (*drains, "goodjob_drain_best")), through
+
+
+def test_the_dashboard_through_pgbouncer(bounced: Callable[..., GoodJob]) -> None:
+    """Every dashboard page, as HTML and JSON, and an action, with the app on PgBouncer in
+    transaction mode (its statements are never prepared there: prepare_threshold -1)."""
+    import re
+
+    from starlette.testclient import TestClient
+
+    from goodjob.dashboard import create_app
+    from tests.integration.test_dashboard_http import PAGES
+
+    gj = bounced()
+
+    @gj.task(name="fails", retry=Retry(attempts=1))
+    def fails() -> None:
+        raise ValueError("no")
+
+    @gj.task(name="works")
+    def works() -> None: ...
+
+    failed = fails.enqueue()
+    gj.perform_inline([failed.id, works.enqueue().id])
+    works.using(wait=3600).enqueue()
+    with TestClient(create_app(gj), base_url="http://testserver") as client:
+        for path in [*PAGES, f"/jobs/{failed.id}"] * 2:  # twice: a second plan of each
+            assert client.get(path).status_code == 200, path
+            assert "error" not in client.get(path, params={"format": "json"}).json(), path
+        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get("/pauses").text)
+        assert token is not None
+        retried = client.post(
+            f"/jobs/{failed.id}/retry",
+            data={"csrf_token": token.group(1)},
+            follow_redirects=False,
+        )
+        assert retried.status_code == 303
+    assert gj.job(failed.id).status == "retried"  # due now, its last error kept
