@@ -426,3 +426,31 @@ def test_future_job_warm_up_reads_only_the_future_index(
     scans = [n for n in nodes if n["Node Type"] in SCANS]
     assert [n.get("Index Name") for n in scans] == ["goodjob_jobs_scheduled"], _describe(nodes)
     assert len(found) == FUTURE
+
+
+def test_the_metrics_count_of_unfinished_jobs_never_reads_history(
+    history: GoodJob, database_url: str
+) -> None:
+    """The Prometheus figures of unfinished jobs read each kind (running, waiting with and
+    without a key) through its partial index: never the finished history."""
+    statement = history.database.sql("metrics_jobs")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            ("EXPLAIN (ANALYZE, FORMAT JSON) " + statement).encode(), {"cap": 100_000}
+        ).fetchone()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    jobs_scans = [
+        n
+        for n in nodes
+        if n["Node Type"] in SCANS
+        and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
+    ]
+    assert jobs_scans, _describe(nodes)
+    assert not [n for n in jobs_scans if n["Node Type"] == "Seq Scan"], _describe(nodes)
+    read = sum(n["Actual Rows"] + n.get("Rows Removed by Filter", 0) for n in jobs_scans)
+    with psycopg.connect(database_url) as conn:
+        unfinished = conn.execute("SELECT count(*) FROM goodjob_jobs WHERE finished_at IS NULL")
+        count = unfinished.fetchone()
+    assert count is not None
+    assert read <= 3 * count[0] + 10, _describe(nodes)

@@ -1218,8 +1218,11 @@ WHERE id = %(id)s AND scheduled_at = %(moved_to)s;
 
 -- name: metrics_jobs
 -- Unfinished jobs per queue by state, and the wait of each queue's oldest due job, for
--- Prometheus (goodjob.metrics, cached between scrapes). At most %(cap)s unfinished jobs are
--- read, so a huge backlog costs a bounded read; past it the counts are lower bounds.
+-- Prometheus (goodjob.metrics, cached between scrapes). At most %(cap)s jobs of each kind
+-- (running, waiting without a key, waiting with one) are read, each kind through its partial
+-- index, so neither a huge backlog nor a long finished history makes a scrape slow (a plain
+-- `finished_at IS NULL` has no index of its own: it read the history); past the cap the counts
+-- are lower bounds.
 SELECT queue_name,
        count(*) FILTER (WHERE locked_by_id IS NOT NULL) AS running,
        count(*) FILTER (WHERE locked_by_id IS NULL AND scheduled_at <= now()) AS queued,
@@ -1227,10 +1230,20 @@ SELECT queue_name,
        COALESCE(EXTRACT(epoch FROM now() - min(scheduled_at)
            FILTER (WHERE locked_by_id IS NULL AND scheduled_at <= now())), 0)::float8 AS latency
 FROM (
-    SELECT queue_name, locked_by_id, scheduled_at
-    FROM goodjob_jobs
-    WHERE finished_at IS NULL
-    LIMIT %(cap)s
+    (SELECT queue_name, locked_by_id, scheduled_at
+     FROM goodjob_jobs
+     WHERE locked_by_id IS NOT NULL AND finished_at IS NULL
+     LIMIT %(cap)s)
+    UNION ALL
+    (SELECT queue_name, locked_by_id, scheduled_at
+     FROM goodjob_jobs
+     WHERE finished_at IS NULL AND locked_by_id IS NULL AND concurrency_key IS NULL
+     LIMIT %(cap)s)
+    UNION ALL
+    (SELECT queue_name, locked_by_id, scheduled_at
+     FROM goodjob_jobs
+     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL AND locked_by_id IS NULL
+     LIMIT %(cap)s)
 ) AS unfinished
 GROUP BY queue_name;
 
