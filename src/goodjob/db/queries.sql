@@ -474,12 +474,7 @@ SELECT l.key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::big
        coalesce(q.quota, 0) AS quota
 FROM locked l LEFT JOIN quotas q ON q.key = l.key
 UNION ALL
-SELECT *, NULL, NULL FROM (
-    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
-    FROM due
-    WHERE open AND reopens IS NOT NULL
-    ORDER BY queue_name, reopens
-) AS throttled
+{throttled}
 UNION ALL
 SELECT NULL, NULL, NULL, count(*), NULL FROM walk;
 
@@ -521,12 +516,7 @@ SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigin
        NULL::bigint AS quota
 FROM locked
 UNION ALL
-SELECT *, NULL, NULL FROM (
-    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
-    FROM due
-    WHERE open AND reopens IS NOT NULL
-    ORDER BY queue_name, reopens
-) AS throttled;
+{throttled};
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker

@@ -110,6 +110,14 @@ _REOPENS = """
                          + make_interval(secs => c.perform_throttle_seconds)
                END AS reopens
     """
+# Both forms of the keys statement end with these rows: for each queue, the throttled key that
+# admits a start soonest, and when (its row is not locked; the worker sets a timer).
+_THROTTLED = """SELECT *, NULL, NULL FROM (
+    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
+    FROM due
+    WHERE open AND reopens IS NOT NULL
+    ORDER BY queue_name, reopens
+) AS throttled"""
 # The keys' walk reads this many due keyed jobs per job claimed (and at least WALK_MIN): enough
 # to meet many keys when their jobs interleave, few enough to cost less than reading every key.
 WALK_PER_JOB = 2
@@ -190,6 +198,7 @@ def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
         "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
         "skip_advisory_locked": "true" if spec.advisory else "false",
         "reopens": _REOPENS,
+        "throttled": _THROTTLED,
         "window": str(walk_window(limit)),
         "limit": str(limit),
     }
