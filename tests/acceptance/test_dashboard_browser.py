@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -143,10 +143,19 @@ def served(app: GoodJob) -> Iterator[Served]:
         server.stop()
 
 
+def _text(browser: WebDriver, by: str, value: str) -> str:
+    """The text of the first element found, or "" while the browser is between two pages (a
+    click's navigation has not yet replaced the page it left, or an element is gone)."""
+    try:
+        return "".join(e.text for e in browser.find_elements(by, value)[:1])
+    except StaleElementReferenceException:
+        return ""
+
+
 def _open(browser: WebDriver, url: str, heading: str) -> None:
     browser.get(url)
     wait_until(
-        lambda: heading in browser.find_element(By.TAG_NAME, "h1").text,
+        lambda: heading in _text(browser, By.TAG_NAME, "h1"),
         timeout=10,
         message=f"the page {url} to show {heading!r}",
     )
@@ -272,17 +281,17 @@ def test_filter_open_retry_and_a_worker_runs_it(
         assert len(rows) == 1
         assert "card declined" in rows[0].text
         rows[0].find_element(By.CSS_SELECTOR, "a.mono").click()
-        wait_until(lambda: str(failed.id) in browser.find_element(By.TAG_NAME, "h1").text)
+        wait_until(lambda: str(failed.id) in _text(browser, By.TAG_NAME, "h1"))
         browser.find_element(By.CSS_SELECTOR, 'button[data-action="retry"]').click()
         wait_until(
-            lambda: "retried" in browser.find_element(By.ID, "notice").text,
+            lambda: "retried" in _text(browser, By.ID, "notice"),
             timeout=10,
             message="the notice of the retry",
         )
 
         def succeeded() -> bool:
             browser.refresh()
-            return "succeeded" in browser.find_element(By.TAG_NAME, "h1").text
+            return "succeeded" in _text(browser, By.TAG_NAME, "h1")
 
         wait_until(succeeded, timeout=20, interval=0.3, message="the worker to run the job")
         assert '"charged"' in browser.find_element(By.ID, "result").text
