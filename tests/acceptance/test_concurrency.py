@@ -180,8 +180,9 @@ def test_perform_throttle_5_per_second_across_processes(
     # their claim (a few milliseconds), which the tolerance allows.
     assert min(b - a for a, b in zip(performed, performed[5:], strict=False)) >= 1.0
     assert min(b - a for a, b in zip(started, started[5:], strict=False)) >= 1.0 - 0.05
-    # Four full periods, each started by a timer, not by the 30 s poll.
-    assert 3.0 <= started[-1] - started[0] < 6.0
+    # Four full periods, each started by a timer, not by the 30 s poll (with the same tolerance
+    # for the tasks' clocks: the first start may lag its claim more than the last does).
+    assert 3.0 - 0.05 <= started[-1] - started[0] < 6.0
 
 
 @pytest.mark.parametrize("task", ["patient", "apatient"], ids=["sync", "async"])

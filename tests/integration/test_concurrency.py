@@ -444,42 +444,44 @@ def test_a_full_keys_backlog_is_not_walked_by_the_claim(gj: GoodJob, database_ur
         process_id = gj.tracker.id_for_lock()
         assert process_id is not None
         params = spec.params(process_id)
-        # The keys' short walk meets only 'full', at its limit; having read its whole window,
-        # the claim reads every key's row: 'other' has a free slot.
-        walked = conn.execute(spec.keys_statement(gj.database, 10).encode(), params).fetchall()
-        assert walked == [(None, None, None, walk_window(10), None)]
-        keys = conn.execute(
-            spec.keys_statement(gj.database, 10, walk=False).encode(), params
-        ).fetchall()
-        params["keys"] = [row[0] for row in keys]
-        params["quotas"] = [None]  # the full form sets no share
-        assert params["keys"] == ["other"]  # 'full' is at its limit
-        plan = conn.execute(
-            ("EXPLAIN (ANALYZE, FORMAT JSON) " + spec.statement(gj.database, 10)).encode(),
-            params,
-        ).fetchone()
+        # The claim's short walk meets only 'full', at its limit: it claims the jobs without a
+        # key, and says it read its whole window. Claimed again reading every key's row, the
+        # one free slot of 'other' is taken.
+        walk = _explained(conn, spec.statement(gj.database, 10), params)
+        every_key = _explained(conn, spec.statement(gj.database, 7, every_key=True), params)
         conn.rollback()
-    assert plan is not None
-    scans = [
-        n
-        for n in _plan_nodes(plan[0][0]["Plan"])
-        if "goodjob_jobs" in n.get("Index Name", "") or n.get("Relation Name") == "goodjob_jobs"
-    ]
-    read = {
-        n.get("Index Name") or n["Node Type"]: n["Actual Rows"] + n.get("Rows Removed by Filter", 0)
-        for n in scans
+    assert walk["report"]["walked"] == walk_window(10)
+    for plan in (walk["plan"], every_key["plan"]):
+        scans = [
+            n
+            for n in _plan_nodes(plan)
+            if "goodjob_jobs" in n.get("Index Name", "") or n.get("Relation Name") == "goodjob_jobs"
+        ]
+        read = {
+            n.get("Index Name") or n["Node Type"]: n["Actual Rows"]
+            + n.get("Rows Removed by Filter", 0)
+            for n in scans
+        }
+        assert read, plan
+        assert max(read.values()) <= walk_window(10), read
+    # What each claimed: the three jobs without a key, then one of 'other' (its limit).
+    assert walk["claimed"] == 3
+    assert every_key["claimed"] == 1
+
+
+def _explained(conn: Any, statement: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A gated claim's plan (EXPLAIN ANALYZE, undone), then what running it claims and reports."""
+    from psycopg.rows import dict_row
+
+    conn.execute("SAVEPOINT explained")
+    plan = conn.execute(("EXPLAIN (ANALYZE, FORMAT JSON) " + statement).encode(), params).fetchone()
+    conn.execute("ROLLBACK TO SAVEPOINT explained")
+    rows = conn.cursor(row_factory=dict_row).execute(statement.encode(), params).fetchall()
+    return {
+        "plan": plan[0][0]["Plan"],
+        "report": rows[0]["report"],
+        "claimed": sum(row["id"] is not None for row in rows),
     }
-    assert read, plan
-    assert max(read.values()) <= 10, read
-    # What it claimed: the three jobs without a key and one of 'other' (its limit).
-    updates = [
-        n["Actual Rows"]
-        for n in _plan_nodes(plan[0][0]["Plan"])
-        if n["Node Type"] == "ModifyTable"
-        and n.get("Operation") == "Update"
-        and n.get("Relation Name") == "goodjob_jobs"
-    ]
-    assert updates == [4], updates
 
 
 def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -103,13 +103,11 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _claim_plan(
-    gj: GoodJob, url: str, queues: str, limit: int, **spec: bool
+    gj: GoodJob, url: str, queues: str, limit: int, *, every_key: bool = False, **spec: bool
 ) -> list[dict[str, Any]]:
     claim = ClaimSpec(parse_selection(queues), **spec)
-    statement = claim.statement(gj.database, limit)
+    statement = claim.statement(gj.database, limit, every_key=every_key)
     params = claim.params(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
-    params["keys"] = ["k1", "k2"]  # the gated form's locked keys
-    params["quotas"] = [None, None]
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
     assert row is not None
@@ -140,18 +138,22 @@ def _unfinished_only_indexes(url: str) -> set[str]:
     return names
 
 
+def _jobs_scan(node: dict[str, Any]) -> bool:
+    """A read of goodjob_jobs: through an index, the table, or a row's ctid (the gated claim's
+    walked jobs)."""
+    return node["Node Type"] in SCANS | {"Tid Scan"} and (
+        node.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in node.get("Index Name", "")
+    )
+
+
 def _candidate_scans(nodes: list[dict[str, Any]], locks: int = 1) -> list[dict[str, Any]]:
-    """The scans of goodjob_jobs that find due jobs: below the claim's LockRows (two in the
-    gated form: jobs without a key, and each key's next ones)."""
-    lock_rows = [n for n in nodes if n["Node Type"] == "LockRows"]
-    assert len(lock_rows) == locks, f"expected {locks} SKIP LOCKED scans: {_describe(nodes)}"
-    return [
-        n
-        for lock in lock_rows
-        for n in _nodes(lock)
-        if n["Node Type"] in SCANS
-        and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
+    """The scans of goodjob_jobs that find due jobs: below the claim's LockRows of jobs (two in
+    the gated form: jobs without a key, and each key's next ones; its third locks keys)."""
+    lock_rows = [
+        n for n in nodes if n["Node Type"] == "LockRows" and any(map(_jobs_scan, _nodes(n)))
     ]
+    assert len(lock_rows) == locks, f"expected {locks} SKIP LOCKED scans: {_describe(nodes)}"
+    return [n for lock in lock_rows for n in _nodes(lock) if _jobs_scan(n)]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +162,7 @@ def _candidate_scans(nodes: list[dict[str, Any]], locks: int = 1) -> list[dict[s
 @pytest.mark.parametrize("limit", [1, 10])
 @pytest.mark.parametrize("advisory", [False, True], ids=["skiplocked", "advisory"])
 @pytest.mark.parametrize("paused", [False, True], ids=["nothing-paused", "paused"])
-@pytest.mark.parametrize("gated", [False, True], ids=["no-keys", "gated"])
+@pytest.mark.parametrize("form", ["no-keys", "gated", "every-key"])
 def test_claim_never_reads_history(
     history: GoodJob,
     database_url: str,
@@ -168,13 +170,21 @@ def test_claim_never_reads_history(
     limit: int,
     advisory: bool,
     paused: bool,
-    gated: bool,
+    form: str,
 ) -> None:
     """Every variant of the claim (each queue selection's shape, each lock strategy, both forms
-    of the pause check and of the concurrency gate) finds due jobs through an index that leaves
-    finished jobs out."""
+    of the pause check and the three of the concurrency gate) finds due jobs through an index
+    that leaves finished jobs out, and so does the gated forms' search for keys."""
+    gated = form != "no-keys"
     nodes = _claim_plan(
-        history, database_url, queues, limit, advisory=advisory, paused=paused, gated=gated
+        history,
+        database_url,
+        queues,
+        limit,
+        every_key=form == "every-key",
+        advisory=advisory,
+        paused=paused,
+        gated=gated,
     )
     seq_scans = [
         n
@@ -184,13 +194,16 @@ def test_claim_never_reads_history(
     ]
     assert not seq_scans, f"the claim reads a whole table: {_describe(nodes)}"
     candidates = _candidate_scans(nodes, locks=2 if gated else 1)
-    indexes = {n.get("Index Name") for n in candidates if n["Node Type"] != "Bitmap Heap Scan"}
+    indexes = {n["Index Name"] for n in candidates if "Index Name" in n}
     assert indexes, f"due jobs are not found through an index: {_describe(nodes)}"
-    if gated:  # each key's next jobs through the index of queued keyed jobs
+    if form == "gated":  # the walked keyed jobs, found through their index, locked by ctid
+        assert "Tid Scan" in {n["Node Type"] for n in candidates}, _describe(nodes)
+    if form == "every-key":  # each key's next jobs through the index of queued keyed jobs
         assert "goodjob_jobs_keyed_queued" in indexes, _describe(nodes)
+    read = {n["Index Name"] for n in nodes if _jobs_scan(n) and "Index Name" in n}
     unfinished_only = _unfinished_only_indexes(database_url)
-    assert indexes <= unfinished_only, (
-        f"due jobs are found through {indexes - unfinished_only}, which holds finished rows:"
+    assert read <= unfinished_only, (
+        f"jobs are read through {read - unfinished_only}, which holds finished rows:"
         f" {_describe(nodes)}"
     )
 
@@ -245,12 +258,12 @@ def test_claim_from_every_queue_walks_the_dequeue_index_in_order(
     history: GoodJob, database_url: str, limit: int, paused: bool, gated: bool
 ) -> None:
     """For '*' the index order is the claim order: no sort of the backlog, LIMIT stops early.
-    With limits (gated), too, beside each key's lookup in the keyed index (issue 15)."""
+    With limits (gated), too, beside the walked keyed jobs, locked by ctid (issue 15)."""
     nodes = _claim_plan(history, database_url, "*", limit, paused=paused, gated=gated)
     candidates = _candidate_scans(nodes, locks=2 if gated else 1)
     expected = [("Index Scan", "goodjob_jobs_dequeue_any")]
     if gated:
-        expected.append(("Index Scan", "goodjob_jobs_keyed_queued"))
+        expected.append(("Tid Scan", None))
     assert [(n["Node Type"], n.get("Index Name")) for n in candidates] == expected, _describe(nodes)
 
 
@@ -265,8 +278,8 @@ def test_claim_from_one_named_queue_uses_the_queue_index(
     the backlog of the other queues ('default' holds 100 times more due jobs, all older)."""
     nodes = _claim_plan(history, database_url, queues, limit, paused=paused, gated=gated)
     candidates = _candidate_scans(nodes, locks=2 if gated else 1)
-    names = [n.get("Index Name") for n in candidates]
-    expected = ["goodjob_jobs_dequeue_queue"] + (["goodjob_jobs_keyed_queued"] if gated else [])
+    names = [n.get("Index Name") or n["Node Type"] for n in candidates]
+    expected = ["goodjob_jobs_dequeue_queue"] + (["Tid Scan"] if gated else [])
     assert names == expected, _describe(nodes)
 
 
@@ -287,19 +300,16 @@ def test_the_gated_claims_key_lookup_reads_only_keyed_indexes(
         conn.execute("ANALYZE goodjob_concurrency")
         row = conn.execute(
             (
-                "EXPLAIN (FORMAT JSON) " + claim.keys_statement(history.database, 10, walk=walk)
+                "EXPLAIN (FORMAT JSON) " + claim.statement(history.database, 10, every_key=not walk)
             ).encode(),
             claim.params(uuid.uuid4()),
         ).fetchone()
         conn.rollback()
     assert row is not None
     nodes = list(_nodes(row[0][0]["Plan"]))
-    jobs_scans = [
-        n
-        for n in nodes
-        if n["Node Type"] in SCANS
-        and (n.get("Relation Name") == "goodjob_jobs" or "goodjob_jobs" in n.get("Index Name", ""))
-    ]
+    lookups = [n for n in nodes if n.get("Subplan Name") in ("CTE walk", "CTE due")]
+    assert len(lookups) == 2, _describe(nodes)
+    jobs_scans = [n for lookup in lookups for n in _nodes(lookup) if _jobs_scan(n)]
     assert jobs_scans, _describe(nodes)
     lookup = "goodjob_jobs_keyed_due" if walk else "goodjob_jobs_keyed_queued"
     read = {n.get("Index Name") for n in jobs_scans if n["Node Type"] != "Bitmap Heap Scan"}

@@ -150,10 +150,10 @@ def _configure(conn: psycopg.Connection[Any], *, session_settings: bool = True) 
         # whichever server connection it lent for them, then on other clients' work; the
         # pooler's own server_* keepalive settings stand in for them there.
         conn.execute(SESSION_KEEPALIVES)
-    # goodjob's transactions (the gated claim, limited enqueues) count what other transactions
-    # committed between their statements, which needs READ COMMITTED: under a server or role
-    # default of REPEATABLE READ, a claim's second statement would count with its first's
-    # snapshot, and a concurrency limit could be exceeded. psycopg names it in each BEGIN.
+    # goodjob's transactions (limited enqueues) count what other transactions committed between
+    # their statements, which needs READ COMMITTED: under a server or role default of REPEATABLE
+    # READ, an enqueue's second statement would count with its first's snapshot, and a
+    # concurrency limit could be exceeded. psycopg names it in each BEGIN.
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 

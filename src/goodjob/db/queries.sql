@@ -332,8 +332,9 @@ FROM verdict v;
 -- attempt was (left open, or released at shutdown). Jobs of a paused queue, task or label are
 -- passed over ({pauses}). Jobs with a concurrency key are claimed only in the gated form
 -- ({gate_ctes}, {keyed}, {chosen}, {gate_noted}; the plain form's {gate_filter} claims nothing
--- while one waits): after the keys' rows were locked by concurrency_claim_keys in the same
--- transaction, each key's first jobs within its free slots, merged with the unkeyed ones.
+-- while one waits): it locks the rows of the keys whose due jobs come first, takes each key's
+-- first jobs within its free slots, merged with the unkeyed ones, and adds what it took to the
+-- keys' claims; its rows carry a report ({report_column}, {report_join}; records/claims.py).
 -- Every {fragment} is fixed text chosen by the pool's ClaimSpec (records/claims.py), never user
 -- text; no other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
@@ -373,8 +374,6 @@ chosen AS (
 ),
 claimed AS (
     UPDATE goodjob_jobs j
-    -- statement_timestamp(), not now(): in the gated form, the time this statement began, after
-    -- its keys were locked, so each key's starts are stamped in the order they were counted.
     SET locked_by_id = %(process_id)s, locked_at = statement_timestamp(),
         performed_at = statement_timestamp(), executions_count = j.executions_count + 1,
         updated_at = now()
@@ -409,114 +408,9 @@ SELECT j.id, j.queue_name, j.priority, j.task_name, j.scheduled_at, j.executions
        AND (j.id IN (SELECT job_id FROM interrupted)
             OR EXISTS (SELECT 1 FROM goodjob_executions p
                        WHERE p.job_id = j.id AND p.attempt = j.executions_count - 1
-                         AND p.error_event = 'interrupted')) AS interrupted
-FROM claimed j
+                         AND p.error_event = 'interrupted')) AS interrupted{report_column}
+FROM claimed j{report_join}
 ORDER BY {queue_order} j.priority, j.scheduled_at, j.id;
-
--- name: concurrency_claim_keys_walk
--- The gated claim's first statement, its usual form: concurrency_claim_keys (below), but over
--- the keys of the first {window} due keyed jobs only, walked in claim order through the
--- goodjob_jobs_keyed_due index instead of every key's row (O(keys) per claim). A key's first job
--- in the walk is its next due job, so the keys come in the order the full form gives them. The
--- last row (key null) says how many jobs the walk read: when it read {window} and locked fewer
--- than {limit} keys, keys beyond the walk may have free slots, and the claim runs the full form
--- in the same transaction.
-WITH walk AS MATERIALIZED (
-    SELECT j.concurrency_key AS key, j.queue_name, j.priority, j.scheduled_at, j.id
-    FROM goodjob_jobs j
-    -- locked_at IS NULL (the same as locked_by_id IS NULL): the predicate of that index
-    WHERE j.concurrency_key IS NOT NULL AND j.finished_at IS NULL AND j.locked_at IS NULL
-      AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
-    ORDER BY j.priority, j.scheduled_at, j.id
-    LIMIT {window}
-),
-due AS MATERIALIZED (
-    SELECT d.*, t.reopens, f.free > 0 AS open, f.free
-    FROM (SELECT DISTINCT ON (key) * FROM walk ORDER BY key, priority, scheduled_at, id) AS d
-    JOIN goodjob_concurrency c ON c.key = d.key
-    CROSS JOIN LATERAL ({reopens}) AS t
-    CROSS JOIN LATERAL (
-        SELECT coalesce(c.perform_limit - (SELECT count(*) FROM goodjob_jobs r
-                                           WHERE r.concurrency_key = c.key
-                                             AND r.finished_at IS NULL
-                                             AND r.locked_by_id IS NOT NULL),
-                        {limit}) AS free
-    ) AS f
-),
-locked AS (
-    SELECT c.key
-    FROM goodjob_concurrency c
-    JOIN due ON due.key = c.key
-    WHERE due.open AND due.reopens IS NULL
-    ORDER BY due.priority, due.scheduled_at, due.id
-    LIMIT {limit}
-    FOR NO KEY UPDATE OF c SKIP LOCKED
-),
-quotas AS (
-    -- How many jobs the claim should take from each locked key: its share of the first {limit}
-    -- walked jobs, in claim order, that the locked keys' free slots (by these counts) admit.
-    -- Without it the claim locked each key's next jobs up to its free slots: when keys
-    -- interleave, twice the rows it then took.
-    SELECT taken.key, count(*) AS quota
-    FROM (
-        SELECT w.key
-        FROM (SELECT walk.*, row_number() OVER (PARTITION BY walk.key
-                                                ORDER BY priority, scheduled_at, id) AS nth
-              FROM walk) AS w
-        JOIN due ON due.key = w.key
-        WHERE w.nth <= due.free AND w.key IN (SELECT key FROM locked)
-        ORDER BY w.priority, w.scheduled_at, w.id
-        LIMIT {limit}
-    ) AS taken
-    GROUP BY taken.key
-)
-SELECT l.key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked,
-       coalesce(q.quota, 0) AS quota
-FROM locked l LEFT JOIN quotas q ON q.key = l.key
-UNION ALL
-{throttled}
-UNION ALL
-SELECT NULL, NULL, NULL, count(*), NULL FROM walk;
-
--- name: concurrency_claim_keys
--- The gated claim's first statement: locks the rows of the concurrency keys whose next due jobs
--- (in this pool's queues, not paused) come first, passing over keys that another claim or a
--- limited enqueue holds (SKIP LOCKED: the next claim tries them) and keys full by the last
--- committed counts: running jobs at perform_limit, or starts at perform_throttle. jobs_claim
--- counts exactly once these locks are held. Rows with a reopens_epoch are not locked: for each
--- queue, the throttled key that admits a start soonest, and when (database clock), so the
--- worker sets a timer instead of polling.
-WITH due AS MATERIALIZED (
-    SELECT c.key, d.queue_name, d.priority, d.scheduled_at, t.reopens,
-           c.perform_limit IS NULL
-           OR c.perform_limit > (SELECT count(*) FROM goodjob_jobs r
-                                 WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
-                                   AND r.locked_by_id IS NOT NULL) AS open
-    FROM goodjob_concurrency c
-    CROSS JOIN LATERAL (
-        SELECT j.queue_name, j.priority, j.scheduled_at
-        FROM goodjob_jobs j
-        WHERE j.concurrency_key = c.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
-          AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
-        ORDER BY j.priority, j.scheduled_at
-        LIMIT 1
-    ) AS d
-    CROSS JOIN LATERAL ({reopens}) AS t
-),
-locked AS (
-    SELECT c.key
-    FROM goodjob_concurrency c
-    JOIN due ON due.key = c.key
-    WHERE due.open AND due.reopens IS NULL
-    ORDER BY due.priority, due.scheduled_at
-    LIMIT {limit}
-    FOR NO KEY UPDATE OF c SKIP LOCKED
-)
-SELECT key, NULL::text AS queue_name, NULL::float8 AS reopens_epoch, NULL::bigint AS walked,
-       NULL::bigint AS quota
-FROM locked
-UNION ALL
-{throttled};
 
 -- name: jobs_complete
 -- Records the outcomes of finished attempts, fenced on (id, locked_by_id, attempt) so a worker

@@ -170,7 +170,8 @@ CREATE TABLE goodjob_concurrency (
     enqueue_throttle integer,
     enqueue_throttle_seconds double precision,
     enqueues timestamptz[] NOT NULL DEFAULT '{}',
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    claims bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE goodjob_concurrency IS 'One row per concurrency key: its limits, and its latest starts and enqueues; locked by every claim or limited enqueue of its jobs';
 COMMENT ON COLUMN goodjob_concurrency.perform_limit IS 'running jobs with this key at most (null: no limit)';
@@ -178,6 +179,7 @@ COMMENT ON COLUMN goodjob_concurrency.perform_throttle IS 'starts per perform_th
 COMMENT ON COLUMN goodjob_concurrency.starts IS 'the latest starts, newest last, as many as the throttle counts';
 COMMENT ON COLUMN goodjob_concurrency.enqueue_throttle IS 'enqueues per enqueue_throttle_seconds at most (null: no throttle)';
 COMMENT ON COLUMN goodjob_concurrency.enqueues IS 'the latest enqueues, newest last, as many as the throttle counts';
+COMMENT ON COLUMN goodjob_concurrency.claims IS 'jobs with this key claimed so far: a claim that locks the row and finds the count its snapshot saw knows its running count is current';
 
 -- The key of a process's session advisory lock: 64 bits of its id's md5, as GoodJob does.
 CREATE FUNCTION goodjob_lock_key(id uuid) RETURNS bigint
@@ -192,4 +194,4 @@ CREATE TABLE goodjob_migrations (
 );
 INSERT INTO goodjob_migrations (version)
 VALUES ('0001'), ('0002'), ('0003'), ('0004'), ('0005'), ('0006'), ('0007'),
-       ('0008'), ('0009'), ('0010'), ('0011');
+       ('0008'), ('0009'), ('0010'), ('0011'), ('0012');

@@ -54,36 +54,117 @@ _ONLY_IDS = "AND j.id = ANY(%(ids)s::uuid[])"
 _NOTHING_PAUSED = "AND NOT EXISTS (SELECT 1 FROM goodjob_settings WHERE key LIKE 'pause:%%')"
 # Concurrency keys (goodjob.Concurrency), in one of two forms too. With no queued job that has
 # a key, a gate as for pauses: one probe of the goodjob_jobs_keyed_queued index. With some, the
-# gated form: the keys' rows are locked first (concurrency_claim_keys, in the same transaction),
-# their free slots counted once the locks are held, and each key's next jobs claimed within its
-# slots, merged in claim order with the jobs without a key, claimed as ever.
+# gated form, still one statement: it finds the keys of the first due keyed jobs, locks their
+# rows, takes each key's next jobs within its free slots, and merges them in claim order with
+# the jobs without a key, claimed as ever.
 _NO_KEYED = """AND NOT EXISTS (SELECT 1 FROM goodjob_jobs k
                       WHERE k.concurrency_key IS NOT NULL AND k.finished_at IS NULL
                         AND k.locked_by_id IS NULL)"""
-_SLOTS = """
-slots AS MATERIALIZED (
-    -- Free slots of each key whose row this transaction locked, counted now: this statement's
-    -- snapshot, taken after the locks were ours, sees every claim of those keys that committed.
-    SELECT c.key,
-           least(coalesce(c.perform_limit
-                          - (SELECT count(*) FROM goodjob_jobs r
-                             WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
-                               AND r.locked_by_id IS NOT NULL),
-                          2147483647),
-                 coalesce(c.perform_throttle
-                          - (SELECT count(*) FROM unnest(c.starts) AS s(at)
-                             WHERE s.at > statement_timestamp()
-                                          - make_interval(secs => c.perform_throttle_seconds)),
-                          2147483647),
-                 -- and at most the share the keys' walk gave it (null: no share set)
-                 coalesce(k.quota, 2147483647)) AS free
-    FROM unnest(%(keys)s::text[], %(quotas)s::int[]) AS k(key, quota)
-    JOIN goodjob_concurrency c ON c.key = k.key
+# The keyed jobs the gated claim looks at first, in one of two forms. Its usual form walks the
+# first {window} due keyed jobs in claim order, through the goodjob_jobs_keyed_due index (on
+# locked_at, the same as locked_by_id IS NULL: see goodjob_jobs_locked_together): O(window), not
+# O(keys). When the walk met too few keys with a free slot (every job it read belonged to full
+# keys), the claim is made again in the full form, which reads each key's next due job.
+_WALK = """
+walk AS MATERIALIZED (
+    SELECT j.concurrency_key AS key, j.queue_name, j.priority, j.scheduled_at, j.id, j.ctid AS tid
+    FROM goodjob_jobs j
+    WHERE j.concurrency_key IS NOT NULL AND j.finished_at IS NULL AND j.locked_at IS NULL
+      AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
+    ORDER BY j.priority, j.scheduled_at, j.id
+    LIMIT {window}
 ),"""
-_KEYED = """
+_EVERY_KEY = """
+walk AS MATERIALIZED (
+    SELECT c.key, d.queue_name, d.priority, d.scheduled_at, d.id
+    FROM goodjob_concurrency c
+    CROSS JOIN LATERAL (
+        SELECT j.queue_name, j.priority, j.scheduled_at, j.id
+        FROM goodjob_jobs j
+        WHERE j.concurrency_key = c.key AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+          AND j.scheduled_at <= now() {queue_filter} {filters} {pauses}
+        ORDER BY j.priority, j.scheduled_at, j.id
+        LIMIT 1
+    ) AS d
+),"""
+# When a key's perform throttle admits a start again: its oldest start the throttle still counts,
+# plus the period; null when the throttle is not full.
+_REOPENS = """
+        SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
+                         AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                             + make_interval(secs => c.perform_throttle_seconds)
+                             > statement_timestamp()
+                    THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
+                         + make_interval(secs => c.perform_throttle_seconds)
+               END AS reopens
+    """
+_GATE = """
+due AS MATERIALIZED (
+    -- Each walked key once, at its first job, with its claims and its free slots as this
+    -- statement's snapshot sees them (null: no perform_limit).
+    SELECT d.*, c.claims, t.reopens,
+           c.perform_limit - (SELECT count(*) FROM goodjob_jobs r
+                              WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
+                                AND r.locked_by_id IS NOT NULL) AS free
+    FROM (SELECT DISTINCT ON (key) * FROM walk ORDER BY key, priority, scheduled_at, id) AS d
+    JOIN goodjob_concurrency c ON c.key = d.key
+    CROSS JOIN LATERAL ({reopens}) AS t
+),
+locked AS MATERIALIZED (
+    -- The rows of the first keys with a free slot, passing over keys another claim or a limited
+    -- enqueue holds (SKIP LOCKED: the next claim tries them). A row a transaction changed after
+    -- this statement's snapshot is locked, and returned, in its newest version.
+    SELECT c.key, c.claims, c.perform_throttle, c.perform_throttle_seconds, c.starts
+    FROM goodjob_concurrency c
+    JOIN due ON due.key = c.key
+    WHERE coalesce(due.free, 1) > 0 AND due.reopens IS NULL
+    ORDER BY due.priority, due.scheduled_at, due.id
+    LIMIT {limit}
+    FOR NO KEY UPDATE OF c SKIP LOCKED
+),
+slots AS MATERIALIZED (
+    -- Free slots of each locked key whose claims are those the snapshot saw: every claim of it
+    -- that committed is then counted in due.free (a claim that commits later waits for this
+    -- lock, and completions since the snapshot only free more). The perform throttle counts the
+    -- starts of the newest row. A key whose claims moved is left to the next claim.
+    SELECT l.key,
+           least(coalesce(due.free, 2147483647),
+                 coalesce(l.perform_throttle
+                          - (SELECT count(*) FROM unnest(l.starts) AS s(at)
+                             WHERE s.at > statement_timestamp()
+                                          - make_interval(secs => l.perform_throttle_seconds)),
+                          2147483647)) AS free
+    FROM locked l
+    JOIN due ON due.key = l.key
+    WHERE l.claims = due.claims
+),"""
+# The keyed jobs to claim, in one of two forms as well. After the walk: the walked jobs of the
+# locked keys, within each key's free slots, in claim order, locked by the ctid the walk read
+# (a job changed since then is locked in its new version and checked again). After reading
+# every key: each key's next jobs, as many as it has free slots, through the index of queued
+# keyed jobs (never past another key's backlog).
+_KEYED_WALKED = """
 keyed AS (
-    -- Each locked key's next jobs, as many as it has free slots, through the index of queued
-    -- keyed jobs: never past another key's backlog.
+    SELECT j.id, j.ctid AS tid, j.queue_name, j.priority, j.scheduled_at
+    FROM (
+        SELECT w.id, w.tid
+        FROM (SELECT walk.*, row_number() OVER (PARTITION BY walk.key
+                                                ORDER BY priority, scheduled_at, id) AS nth
+              FROM walk) AS w
+        JOIN slots s ON s.key = w.key
+        WHERE w.nth <= s.free
+        ORDER BY w.priority, w.scheduled_at, w.id
+        LIMIT {limit}
+    ) AS w
+    JOIN goodjob_jobs j ON j.ctid = w.tid
+    WHERE j.id = w.id AND j.finished_at IS NULL AND j.locked_by_id IS NULL
+      AND j.scheduled_at <= now()
+      AND EXISTS (SELECT 1 FROM me)
+      AND (NOT {skip_advisory_locked} OR goodjob_lock_key(j.id) NOT IN (SELECT key FROM held))
+    FOR NO KEY UPDATE OF j SKIP LOCKED
+),"""
+_KEYED_EVERY = """
+keyed AS (
     SELECT k.*
     FROM slots s
     CROSS JOIN LATERAL (
@@ -99,47 +180,50 @@ keyed AS (
     ) AS k
     WHERE s.free > 0
 ),"""
-# When a key's perform throttle admits a start again: its oldest start the throttle still counts,
-# plus the period; null when the throttle is not full.
-_REOPENS = """
-        SELECT CASE WHEN cardinality(c.starts) >= c.perform_throttle
-                         AND c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                             + make_interval(secs => c.perform_throttle_seconds)
-                             > statement_timestamp()
-                    THEN c.starts[cardinality(c.starts) - c.perform_throttle + 1]
-                         + make_interval(secs => c.perform_throttle_seconds)
-               END AS reopens
-    """
-# Both forms of the keys statement end with these rows: for each queue, the throttled key that
-# admits a start soonest, and when (its row is not locked; the worker sets a timer).
-_THROTTLED = """SELECT *, NULL, NULL FROM (
-    SELECT DISTINCT ON (queue_name) key, queue_name, extract(epoch FROM reopens)::float8
-    FROM due
-    WHERE open AND reopens IS NOT NULL
-    ORDER BY queue_name, reopens
-) AS throttled"""
 # The keys' walk reads this many due keyed jobs per job claimed (and at least WALK_MIN): enough
 # to meet many keys when their jobs interleave, few enough to cost less than reading every key.
 WALK_PER_JOB = 2
 WALK_MIN = 20
 _ALL_CHOSEN = "SELECT id, tid FROM candidates"
 # The claim's order over both kinds; rows locked and not chosen stay unclaimed (their locks end
-# with the claim's transaction).
+# with the claim's statement).
 _MERGED = """SELECT j.id, j.tid
     FROM (SELECT * FROM candidates UNION ALL SELECT * FROM keyed) AS j
     ORDER BY {queue_order} j.priority, j.scheduled_at, j.id
     LIMIT {limit}"""
 _NOTED = """
 noted AS (
-    -- The starts of each throttled key, newest last, as many as its throttle counts.
+    -- Each key's claims, and its starts if throttled (newest last, as many as it counts).
     UPDATE goodjob_concurrency k
-    SET starts = (k.starts || array_fill(statement_timestamp(), ARRAY[x.n]))
-                     [greatest(1, cardinality(k.starts) + x.n - k.perform_throttle + 1):],
+    SET claims = k.claims + x.n,
+        starts = CASE WHEN k.perform_throttle IS NULL THEN k.starts
+                      ELSE (k.starts || array_fill(statement_timestamp(), ARRAY[x.n]))
+                           [greatest(1, cardinality(k.starts) + x.n - k.perform_throttle + 1):]
+                 END,
         updated_at = now()
     FROM (SELECT concurrency_key AS key, count(*)::int AS n FROM claimed
           WHERE concurrency_key IS NOT NULL GROUP BY 1) AS x
-    WHERE k.key = x.key AND k.perform_throttle IS NOT NULL
+    WHERE k.key = x.key
+),
+report AS (
+    -- What the caller needs besides the jobs: how many jobs the walk read, how many keys were
+    -- passed over because their claims moved, and, for each queue, the throttled key that admits
+    -- a start soonest, and when (its row is not locked; the worker sets a timer).
+    SELECT json_build_object(
+        'walked', (SELECT count(*) FROM walk),
+        'moved', (SELECT count(*) FROM locked l JOIN due ON due.key = l.key
+                  WHERE l.claims <> due.claims),
+        'throttled', (SELECT coalesce(json_agg(json_build_array(queue_name, reopens)), '[]')
+                      FROM (SELECT DISTINCT ON (queue_name) queue_name,
+                                   extract(epoch FROM reopens)::float8 AS reopens
+                            FROM due
+                            WHERE coalesce(free, 1) > 0 AND reopens IS NOT NULL
+                            ORDER BY queue_name, reopens) AS throttled)
+    ) AS report
 ),"""
+# The gated form's one row more: the report, on every row (one row with no job when none).
+_REPORTED = ", r.report"
+_REPORT_JOIN = " RIGHT JOIN report r ON true"
 _NOT_PAUSED = """AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
                       WHERE s.key = 'pause:queue:' || j.queue_name)
       AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
@@ -158,15 +242,10 @@ class ClaimSpec:
     paused: bool = False  # something is paused: pass over its jobs one by one
     gated: bool = False  # jobs with concurrency keys are due: claim them within their limits
 
-    def statement(self, db: Database, limit: int) -> str:
-        """The text of this spec's claim of up to ``limit`` jobs."""
-        return _render(self, db.sql("jobs_claim"), db.schema, int(limit))
-
-    def keys_statement(self, db: Database, limit: int, *, walk: bool = True) -> str:
-        """The text of the gated claim's first statement (which locks the keys' rows): the
-        short walk, or the full form that reads every key."""
-        name = "concurrency_claim_keys_walk" if walk else "concurrency_claim_keys"
-        return _render(self, db.sql(name), db.schema, int(limit))
+    def statement(self, db: Database, limit: int, *, every_key: bool = False) -> str:
+        """The text of this spec's claim of up to ``limit`` jobs; in the gated form, one that
+        walks the first due keyed jobs, or with ``every_key`` one that reads every key."""
+        return _render(self, db.sql("jobs_claim"), db.schema, int(limit), every_key)
 
     def params(self, process_id: uuid.UUID, ids: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
         """The parameters of this spec's claim."""
@@ -182,23 +261,25 @@ def walk_window(limit: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _render(spec: ClaimSpec, template: str, schema: str, limit: int) -> str:
+def _render(spec: ClaimSpec, template: str, schema: str, limit: int, every_key: bool) -> str:
     queues = spec.queues
     one_queue = queues.mode in ("include", "ordered") and len(queues.names) == 1
+    gated = spec.gated
     # In this order: the concurrency fragments hold the others' placeholders.
     fragments = {
-        "gate_ctes": qualify(_SLOTS, schema) if spec.gated else "",
-        "gate_filter": "" if spec.gated else qualify(_NO_KEYED, schema),
-        "keyed": qualify(_KEYED, schema) if spec.gated else "",
-        "chosen": _MERGED if spec.gated else _ALL_CHOSEN,
-        "gate_noted": qualify(_NOTED, schema) if spec.gated else "",
+        "gate_ctes": qualify((_EVERY_KEY if every_key else _WALK) + _GATE, schema) if gated else "",
+        "gate_filter": "" if gated else qualify(_NO_KEYED, schema),
+        "keyed": qualify(_KEYED_EVERY if every_key else _KEYED_WALKED, schema) if gated else "",
+        "chosen": _MERGED if gated else _ALL_CHOSEN,
+        "gate_noted": qualify(_NOTED, schema) if gated else "",
+        "report_column": _REPORTED if gated else "",
+        "report_join": _REPORT_JOIN if gated else "",
         "queue_filter": _ONE_QUEUE if one_queue else _QUEUE_FILTERS[queues.mode],
         "queue_order": _ORDERED if queues.mode == "ordered" and not one_queue else "",
         "filters": _ONLY_IDS if spec.only_ids else "",
         "pauses": qualify(_NOT_PAUSED if spec.paused else _NOTHING_PAUSED, schema),
         "skip_advisory_locked": "true" if spec.advisory else "false",
         "reopens": _REOPENS,
-        "throttled": _THROTTLED,
         "window": str(walk_window(limit)),
         "limit": str(limit),
     }
@@ -285,36 +366,28 @@ def claim(
     ids: Sequence[uuid.UUID] = (),
     throttled: Callable[[str, float], object] | None = None,
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` due jobs for ``process_id`` in one statement (see ``jobs_claim``);
-    in the gated form, two. ``throttled(queue, db_epoch)`` hears when a key whose perform
-    throttle is full admits a start again, and where its next job waits."""
+    """Claim up to ``limit`` due jobs for ``process_id`` in one statement (see ``jobs_claim``).
+    ``throttled(queue, db_epoch)`` hears when a key whose perform throttle is full admits a start
+    again, and where its next job waits."""
     params = spec.params(process_id, ids)
     if not spec.gated:
         rows = db.execute_text(spec.statement(db, limit), params)
-    else:
-        # Two statements, one transaction: the keys' rows are locked by the first, so the
-        # second's snapshot (taken after) counts every claim of those keys that committed.
-        with db.transaction() as conn:
-            keys = db.execute_text(spec.keys_statement(db, limit), params, conn=conn)
-            # One row (key null) says how many jobs the walk read.
-            walked = sum(row["walked"] for row in keys if row["walked"] is not None)
-            keys = [row for row in keys if row["walked"] is None]
-            locked = [row for row in keys if row["reopens_epoch"] is None]
-            if len(locked) < limit and walked >= walk_window(limit):
-                # Keys past the walk may have free slots: read them all (the walk's locks are
-                # this transaction's, taken again, not skipped).
-                keys = db.execute_text(
-                    spec.keys_statement(db, limit, walk=False), params, conn=conn
-                )
-                locked = [row for row in keys if row["reopens_epoch"] is None]
-            params["keys"] = [row["key"] for row in locked]
-            params["quotas"] = [row["quota"] for row in locked]
-            rows = db.execute_text(spec.statement(db, limit), params, conn=conn)
-        if throttled is not None:
-            for row in keys:
-                if row["reopens_epoch"] is not None:
-                    throttled(row["queue_name"], row["reopens_epoch"])
-    return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows]
+        return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows]
+    rows = db.execute_text(spec.statement(db, limit), params)
+    report = rows[0]["report"]
+    short = limit - sum(row["id"] is not None for row in rows)
+    walked_all = report["walked"] >= walk_window(limit)
+    if short > 0 and (walked_all or report["moved"]):
+        # Keys past the walk may have free slots (it read only full keys' jobs), or keys passed
+        # over because another claim of theirs committed meanwhile may: once more, reading every
+        # key if the walk was used up.
+        more = db.execute_text(spec.statement(db, short, every_key=walked_all), params)
+        rows += more
+        report["throttled"] += more[0]["report"]["throttled"]
+    if throttled is not None:
+        for queue, epoch in report["throttled"]:
+            throttled(queue, epoch)
+    return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows if row["id"] is not None]
 
 
 def complete(
