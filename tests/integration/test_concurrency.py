@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -479,7 +480,7 @@ def _explained(conn: Any, statement: str, params: dict[str, Any]) -> dict[str, A
     rows = conn.cursor(row_factory=dict_row).execute(statement.encode(), params).fetchall()
     return {
         "plan": plan[0][0]["Plan"],
-        "report": rows[0]["report"],
+        "report": json.loads(rows[0]["report"]),
         "claimed": sum(row["id"] is not None for row in rows),
     }
 

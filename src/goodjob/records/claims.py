@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -221,8 +222,9 @@ report AS (
                             ORDER BY queue_name, reopens) AS throttled)
     ) AS report
 ),"""
-# The gated form's one row more: the report, on every row (one row with no job when none).
-_REPORTED = ", r.report"
+# The gated form's one column more: the report, on every row (one row with no job when none),
+# as text: the caller decodes it once, not once per job.
+_REPORTED = ", r.report::text AS report"
 _REPORT_JOIN = " RIGHT JOIN report r ON true"
 _NOT_PAUSED = """AND NOT EXISTS (SELECT 1 FROM goodjob_settings s
                       WHERE s.key = 'pause:queue:' || j.queue_name)
@@ -374,7 +376,7 @@ def claim(
         rows = db.execute_text(spec.statement(db, limit), params)
         return [ClaimedJob.from_row(row, claimed_at, pool) for row in rows]
     rows = db.execute_text(spec.statement(db, limit), params)
-    report = rows[0]["report"]
+    report = json.loads(rows[0]["report"])
     short = limit - sum(row["id"] is not None for row in rows)
     walked_all = report["walked"] >= walk_window(limit)
     if short > 0 and (walked_all or report["moved"]):
@@ -383,7 +385,7 @@ def claim(
         # key if the walk was used up.
         more = db.execute_text(spec.statement(db, short, every_key=walked_all), params)
         rows += more
-        report["throttled"] += more[0]["report"]["throttled"]
+        report["throttled"] += json.loads(more[0]["report"])["throttled"]
     if throttled is not None:
         for queue, epoch in report["throttled"]:
             throttled(queue, epoch)
