@@ -201,7 +201,7 @@ def test_a_custom_schema_works_end_to_end(empty_database_url: str) -> None:
             "0009_batches",
             "0010_keyed_due",
             "0011_dashboard",
-            "0012_key_claims",
+            "0012_running_jobs",
         ]
 
         @gj.task

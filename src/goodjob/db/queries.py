@@ -9,8 +9,8 @@ from importlib import resources
 _HEADER = re.compile(r"^-- name: (\w+)\n((?:--.*\n)*)", re.MULTILINE)
 # Bare table and function names; an index name such as goodjob_jobs_dequeue_any does not match.
 _TABLE = re.compile(
-    r"(?<![\w.\"])(goodjob_(?:jobs|executions|processes|settings|batches|migrations|lock_key|concurrency))\b"
-    r"(?!_)"
+    r"(?<![\w.\"])(goodjob_(?:jobs|executions|processes|settings|batches|migrations|lock_key"
+    r"|concurrency|running_jobs))\b(?!_)"
 )
 
 # The job states of GoodJob's dashboard, derived from the row so they never disagree with it.

@@ -332,9 +332,10 @@ FROM verdict v;
 -- attempt was (left open, or released at shutdown). Jobs of a paused queue, task or label are
 -- passed over ({pauses}). Jobs with a concurrency key are claimed only in the gated form
 -- ({gate_ctes}, {keyed}, {chosen}, {gate_noted}; the plain form's {gate_filter} claims nothing
--- while one waits): it locks the rows of the keys whose due jobs come first, takes each key's
--- first jobs within its free slots, merged with the unkeyed ones, and adds what it took to the
--- keys' claims; its rows carry a report ({report_column}, {report_join}; records/claims.py).
+-- while one waits): it locks the rows of the keys whose due jobs come first, counts their
+-- running jobs once the locks are held, and takes each key's first jobs within its free slots,
+-- merged with the unkeyed ones; its rows carry a report ({report_column}, {report_join};
+-- records/claims.py).
 -- Every {fragment} is fixed text chosen by the pool's ClaimSpec (records/claims.py), never user
 -- text; no other code renders this statement. With {skip_advisory_locked} (the advisory
 -- and hybrid strategies) a job whose advisory lock some session still holds is passed over.
@@ -374,8 +375,11 @@ chosen AS (
 ),
 claimed AS (
     UPDATE goodjob_jobs j
-    SET locked_by_id = %(process_id)s, locked_at = statement_timestamp(),
-        performed_at = statement_timestamp(), executions_count = j.executions_count + 1,
+    -- {now}: the plain form's statement_timestamp(); the gated form's clock_timestamp(), taken
+    -- after its keys were locked and counted, so a key's starts come in the order they were
+    -- counted, and after every completion the count saw.
+    SET locked_by_id = %(process_id)s, locked_at = {now},
+        performed_at = {now}, executions_count = j.executions_count + 1,
         updated_at = now()
     FROM chosen c
     WHERE j.ctid = c.tid AND j.id = c.id AND j.locked_by_id IS NULL

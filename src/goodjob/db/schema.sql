@@ -170,8 +170,7 @@ CREATE TABLE goodjob_concurrency (
     enqueue_throttle integer,
     enqueue_throttle_seconds double precision,
     enqueues timestamptz[] NOT NULL DEFAULT '{}',
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    claims bigint NOT NULL DEFAULT 0
+    updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE goodjob_concurrency IS 'One row per concurrency key: its limits, and its latest starts and enqueues; locked by every claim or limited enqueue of its jobs';
 COMMENT ON COLUMN goodjob_concurrency.perform_limit IS 'running jobs with this key at most (null: no limit)';
@@ -179,12 +178,19 @@ COMMENT ON COLUMN goodjob_concurrency.perform_throttle IS 'starts per perform_th
 COMMENT ON COLUMN goodjob_concurrency.starts IS 'the latest starts, newest last, as many as the throttle counts';
 COMMENT ON COLUMN goodjob_concurrency.enqueue_throttle IS 'enqueues per enqueue_throttle_seconds at most (null: no throttle)';
 COMMENT ON COLUMN goodjob_concurrency.enqueues IS 'the latest enqueues, newest last, as many as the throttle counts';
-COMMENT ON COLUMN goodjob_concurrency.claims IS 'jobs with this key claimed so far: a claim that locks the row and finds the count its snapshot saw knows its running count is current';
 
 -- The key of a process's session advisory lock: 64 bits of its id's md5, as GoodJob does.
 CREATE FUNCTION goodjob_lock_key(id uuid) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT ('x' || substr(md5(id::text), 1, 16))::bit(64)::bigint $$;
+
+-- Running jobs of a concurrency key, counted with a fresh snapshot (volatile): the gated claim
+-- calls it once the key's row is locked (records/claims.py).
+CREATE FUNCTION goodjob_running_jobs(key text) RETURNS bigint
+    LANGUAGE sql VOLATILE
+    AS $$ SELECT count(*) FROM goodjob_jobs j
+          WHERE j.concurrency_key = key AND j.finished_at IS NULL AND j.locked_by_id IS NOT NULL $$;
+COMMENT ON FUNCTION goodjob_running_jobs(text) IS 'running jobs of a concurrency key, counted with a fresh snapshot (volatile): the gated claim calls it once the key''s row is locked';
 
 -- The migrations bookkeeping (as `goodjob migrate` creates it), marked up to date, so a database
 -- built from this file is one `goodjob migrate` finds nothing left to do in.

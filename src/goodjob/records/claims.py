@@ -101,9 +101,9 @@ _REOPENS = """
     """
 _GATE = """
 due AS MATERIALIZED (
-    -- Each walked key once, at its first job, with its claims and its free slots as this
-    -- statement's snapshot sees them (null: no perform_limit).
-    SELECT d.*, c.claims, t.reopens,
+    -- Each walked key once, at its first job, with its free slots as this statement's snapshot
+    -- sees them (null: no perform_limit): a key full by the last committed counts is not locked.
+    SELECT d.*, t.reopens,
            c.perform_limit - (SELECT count(*) FROM goodjob_jobs r
                               WHERE r.concurrency_key = c.key AND r.finished_at IS NULL
                                 AND r.locked_by_id IS NOT NULL) AS free
@@ -115,7 +115,7 @@ locked AS MATERIALIZED (
     -- The rows of the first keys with a free slot, passing over keys another claim or a limited
     -- enqueue holds (SKIP LOCKED: the next claim tries them). A row a transaction changed after
     -- this statement's snapshot is locked, and returned, in its newest version.
-    SELECT c.key, c.claims, c.perform_throttle, c.perform_throttle_seconds, c.starts
+    SELECT c.key, c.perform_limit, c.perform_throttle, c.perform_throttle_seconds, c.starts
     FROM goodjob_concurrency c
     JOIN due ON due.key = c.key
     WHERE coalesce(due.free, 1) > 0 AND due.reopens IS NULL
@@ -124,20 +124,19 @@ locked AS MATERIALIZED (
     FOR NO KEY UPDATE OF c SKIP LOCKED
 ),
 slots AS MATERIALIZED (
-    -- Free slots of each locked key whose claims are those the snapshot saw: every claim of it
-    -- that committed is then counted in due.free (a claim that commits later waits for this
-    -- lock, and completions since the snapshot only free more). The perform throttle counts the
-    -- starts of the newest row. A key whose claims moved is left to the next claim.
+    -- Free slots of each locked key, counted once its row is locked: goodjob_running_jobs takes a
+    -- snapshot of its own (volatile), which sees every claim of the key that committed, and none
+    -- can commit while the lock is held (completions can, and only free more). The perform
+    -- throttle counts the starts of the row's newest version up to now: the clock, not the
+    -- statement's start, which may come before the starts of a claim that committed since.
     SELECT l.key,
-           least(coalesce(due.free, 2147483647),
+           least(coalesce(l.perform_limit - goodjob_running_jobs(l.key), 2147483647),
                  coalesce(l.perform_throttle
                           - (SELECT count(*) FROM unnest(l.starts) AS s(at)
-                             WHERE s.at > statement_timestamp()
+                             WHERE s.at > clock_timestamp()
                                           - make_interval(secs => l.perform_throttle_seconds)),
                           2147483647)) AS free
     FROM locked l
-    JOIN due ON due.key = l.key
-    WHERE l.claims = due.claims
 ),"""
 # The keyed jobs to claim, in one of two forms as well. After the walk: the walked jobs of the
 # locked keys, within each key's free slots, in claim order, locked by the ctid the walk read
@@ -194,26 +193,21 @@ _MERGED = """SELECT j.id, j.tid
     LIMIT {limit}"""
 _NOTED = """
 noted AS (
-    -- Each key's claims, and its starts if throttled (newest last, as many as it counts).
+    -- The starts of each throttled key, newest last, as many as its throttle counts.
     UPDATE goodjob_concurrency k
-    SET claims = k.claims + x.n,
-        starts = CASE WHEN k.perform_throttle IS NULL THEN k.starts
-                      ELSE (k.starts || array_fill(statement_timestamp(), ARRAY[x.n]))
-                           [greatest(1, cardinality(k.starts) + x.n - k.perform_throttle + 1):]
-                 END,
+    SET starts = (k.starts || array_fill(clock_timestamp(), ARRAY[x.n]))
+                     [greatest(1, cardinality(k.starts) + x.n - k.perform_throttle + 1):],
         updated_at = now()
     FROM (SELECT concurrency_key AS key, count(*)::int AS n FROM claimed
           WHERE concurrency_key IS NOT NULL GROUP BY 1) AS x
-    WHERE k.key = x.key
+    WHERE k.key = x.key AND k.perform_throttle IS NOT NULL
 ),
 report AS (
-    -- What the caller needs besides the jobs: how many jobs the walk read, how many keys were
-    -- passed over because their claims moved, and, for each queue, the throttled key that admits
-    -- a start soonest, and when (its row is not locked; the worker sets a timer).
+    -- What the caller needs besides the jobs: how many jobs the walk read, and, for each queue,
+    -- the throttled key that admits a start soonest, and when (its row is not locked; the worker
+    -- sets a timer).
     SELECT json_build_object(
         'walked', (SELECT count(*) FROM walk),
-        'moved', (SELECT count(*) FROM locked l JOIN due ON due.key = l.key
-                  WHERE l.claims <> due.claims),
         'throttled', (SELECT coalesce(json_agg(json_build_array(queue_name, reopens)), '[]')
                       FROM (SELECT DISTINCT ON (queue_name) queue_name,
                                    extract(epoch FROM reopens)::float8 AS reopens
@@ -276,6 +270,7 @@ def _render(spec: ClaimSpec, template: str, schema: str, limit: int, every_key: 
         "gate_noted": qualify(_NOTED, schema) if gated else "",
         "report_column": _REPORTED if gated else "",
         "report_join": _REPORT_JOIN if gated else "",
+        "now": "clock_timestamp()" if gated else "statement_timestamp()",
         "queue_filter": _ONE_QUEUE if one_queue else _QUEUE_FILTERS[queues.mode],
         "queue_order": _ORDERED if queues.mode == "ordered" and not one_queue else "",
         "filters": _ONLY_IDS if spec.only_ids else "",
@@ -378,12 +373,10 @@ def claim(
     rows = db.execute_text(spec.statement(db, limit), params)
     report = json.loads(rows[0]["report"])
     short = limit - sum(row["id"] is not None for row in rows)
-    walked_all = report["walked"] >= walk_window(limit)
-    if short > 0 and (walked_all or report["moved"]):
-        # Keys past the walk may have free slots (it read only full keys' jobs), or keys passed
-        # over because another claim of theirs committed meanwhile may: once more, reading every
-        # key if the walk was used up.
-        more = db.execute_text(spec.statement(db, short, every_key=walked_all), params)
+    if short > 0 and report["walked"] >= walk_window(limit):
+        # Keys past the walk may have free slots (the jobs it read were full keys'): once more,
+        # reading every key.
+        more = db.execute_text(spec.statement(db, short, every_key=True), params)
         rows += more
         report["throttled"] += json.loads(more[0]["report"])["throttled"]
     if throttled is not None:
