@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import click
@@ -43,7 +44,16 @@ def dashboard(app_spec: str | None, host: str, port: int, read_only: bool, **set
     gj = load_app(app_spec, settings)
     gj.check_schema()
     console.print(f"goodjob dashboard on http://{host}:{port}/", soft_wrap=True)
+    # uvicorn catches SIGTERM and SIGINT, shuts down gracefully, then raises the signal again to
+    # the handler it found: with the default one the process died by it (-15) after a clean stop.
+    # A shutdown it already completed is a success: these handlers let the command return.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
     try:
         uvicorn.run(create_app(gj, read_only=read_only), host=host, port=port, log_level="info")
     finally:
         gj.close()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The signal uvicorn raises again once it has stopped: nothing is left to do."""
