@@ -325,14 +325,13 @@ class GoodJob:
     def create_batch(
         self,
         spec: BatchSpec,
-        requests: Sequence[JobRequest],
-        ids: Sequence[uuid.UUID],
+        jobs: enqueue.NewJobs,
         *,
         connection: Any = None,
     ) -> Sequence[Job]:
         """Insert a batch made by :meth:`batch` and its jobs (``NewBatch`` calls this)."""
         self.check_schema()
-        handles = batch_records.create(self.database, spec, requests, ids, self.reader, connection)
+        handles = batch_records.create(self.database, spec, jobs, self.reader, connection)
         if self.settings.execution_mode == "inline" and connection is None:
             self.perform_inline([h.id for h in handles if h.refused is None])
         return handles

@@ -38,8 +38,7 @@ class BatchOwner(Protocol):
     def create_batch(
         self,
         spec: BatchSpec,
-        requests: Sequence[JobRequest],
-        ids: Sequence[uuid.UUID],
+        jobs: enqueue.NewJobs,
         *,
         connection: Any = None,
     ) -> Sequence[Job]: ...
@@ -201,14 +200,13 @@ class NewBatch:
         self.spec = spec
         self._owner = owner
         self._connection = connection
-        self._requests: list[JobRequest] = []
-        self._ids: list[uuid.UUID] = []
+        self._collected: list[enqueue.NewJobs] = []  # encoded as they were enqueued
         self._token: contextvars.Token[NewBatch | None] | None = None
         self._inserted = False
         self.jobs: Sequence[Job] = ()  # the handles of its jobs, once inserted
 
     def __repr__(self) -> str:
-        state = "inserted" if self._inserted else f"{len(self._requests)} jobs collected"
+        state = "inserted" if self._inserted else f"{sum(map(len, self._collected))} jobs collected"
         return f"<NewBatch {self.id} {state}>"
 
     def __enter__(self) -> NewBatch:
@@ -236,7 +234,7 @@ class NewBatch:
 
     def _insert(self) -> None:
         self.jobs = self._owner.create_batch(
-            self.spec, self._requests, self._ids, connection=self._connection
+            self.spec, enqueue.NewJobs.joined(self._collected), connection=self._connection
         )
         self._inserted = True
 
@@ -245,8 +243,7 @@ class NewBatch:
         are checked now, so a bad one fails where it was enqueued."""
         tagged = joined(requests, self.id)
         jobs = enqueue.NewJobs.of(tagged)
-        self._requests += tagged
-        self._ids += jobs.ids
+        self._collected.append(jobs)
         return enqueue.EnqueuedJobs(self._owner.reader, [jobs])
 
     def add(self, requests: Sequence[JobRequest], *, connection: Any = None) -> Sequence[Job]:
@@ -273,30 +270,29 @@ collecting: contextvars.ContextVar[NewBatch | None] = contextvars.ContextVar(
 def _insert_jobs(
     db: Database,
     requests: Sequence[JobRequest],
-    ids: Sequence[uuid.UUID] | None,
     reader: JobReader,
     tx: Any,
+    encoded: enqueue.NewJobs | None = None,
 ) -> Sequence[Job]:
     if not requests:
         return []
     if concurrency.keyed(requests):
-        return concurrency.insert(db, requests, reader, tx, ids=ids)
-    return enqueue.insert(db, requests, reader, tx, ids=ids)
+        return concurrency.insert(db, requests, reader, tx, encoded)
+    return enqueue.insert(db, requests, reader, tx, encoded)
 
 
 def create(
     db: Database,
     spec: BatchSpec,
-    requests: Sequence[JobRequest],
-    ids: Sequence[uuid.UUID],
+    jobs: enqueue.NewJobs,
     reader: JobReader,
     conn: Any = None,
 ) -> Sequence[Job]:
-    """Insert a batch and its jobs (``requests``, with these ``ids``) in one transaction (the
-    caller's, on ``conn``); a batch without jobs finishes at once."""
+    """Insert a batch and its ``jobs`` (encoded as its block collected them) in one transaction
+    (the caller's, on ``conn``); a batch without jobs finishes at once."""
     with settling(db, (), conn) as tx:
         db.run("batch_insert", spec.params(), conn=tx)
-        handles = _insert_jobs(db, requests, ids, reader, tx)
+        handles = _insert_jobs(db, jobs.requests, reader, tx, jobs)
         settle(db, [spec.id], tx)  # a new row: nobody else can see it, so no lock is needed
     return handles
 
@@ -310,7 +306,7 @@ def add(
 ) -> Sequence[Job]:
     """Insert jobs into an existing batch, reopening it if it had finished."""
     with settling(db, [batch_id], conn, must_exist=True) as tx:
-        return _insert_jobs(db, requests, None, reader, tx)
+        return _insert_jobs(db, requests, reader, tx)
 
 
 def retry(db: Database, batch_id: uuid.UUID) -> int:

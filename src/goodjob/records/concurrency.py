@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -111,12 +110,14 @@ def insert(
     requests: Sequence[JobRequest],
     reader: JobReader,
     conn: Any = None,
-    ids: Sequence[uuid.UUID] | None = None,
+    encoded: NewJobs | None = None,
 ) -> list[Job]:
     """:func:`goodjob.records.enqueue.insert` for a batch with keyed jobs: the handles in the
     order of the requests, a refused request's telling why (``Job.refused``)."""
     limit = db.settings.max_payload_bytes
     limited, rest = _split(requests)
+    # Every request encoded before the transaction: a bad argument inserts nothing.
+    encoded = NewJobs.of(requests) if encoded is None else encoded
     counted = []
     with (
         translate_errors(),
@@ -124,20 +125,14 @@ def insert(
     ):
         db.run("concurrency_keys_prepare", keys_params(requests), conn=tx)
         for index in limited:
-            jobs = NewJobs.of([requests[index]], None if ids is None else [ids[index]])
+            jobs = encoded.take([index])
             row = db.execute("concurrency_enqueue", _enqueue_params(jobs, limit), conn=tx)[0]
             blocker = None
             if row["blocker"] is not None:
                 blocker = db.fetchone("job_get", {"id": row["blocker"]}, conn=tx)
             counted.append((index, _handle(reader, jobs, row, blocker)))
         inserted = (
-            enqueue.insert(
-                db,
-                [requests[i] for i in rest],
-                reader,
-                tx,
-                None if ids is None else [ids[i] for i in rest],
-            )
+            enqueue.insert(db, [requests[i] for i in rest], reader, tx, encoded.take(rest))
             if rest
             else []
         )
@@ -151,10 +146,11 @@ async def ainsert(
     limit = db.settings.max_payload_bytes
     limited, rest = _split(requests)
     counted = []
+    encoded = NewJobs.of(requests)
     async with acaller_transaction(conn):
         await db.aexecute("concurrency_keys_prepare", keys_params(requests), conn)
         for index in limited:
-            jobs = NewJobs.of([requests[index]])
+            jobs = encoded.take([index])
             params = _enqueue_params(jobs, limit)
             row = (await db.aexecute("concurrency_enqueue", params, conn))[0]
             found = []
@@ -162,6 +158,8 @@ async def ainsert(
                 found = await db.aexecute("job_get", {"id": row["blocker"]}, conn)
             counted.append((index, _handle(reader, jobs, row, found[0] if found else None)))
         inserted: Sequence[Job] = (
-            await enqueue.ainsert(db, [requests[i] for i in rest], reader, conn) if rest else []
+            await enqueue.ainsert(db, [requests[i] for i in rest], reader, conn, encoded.take(rest))
+            if rest
+            else []
         )
     return _in_order(len(requests), counted, zip(rest, inserted, strict=True))

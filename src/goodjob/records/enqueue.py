@@ -100,19 +100,36 @@ class NewJobs:
     arguments: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, requests: Sequence[JobRequest], ids: Sequence[uuid.UUID] | None = None) -> NewJobs:
-        """Mint the ids (together: one lock, one read of random bytes), unless given (a batch
-        minted them when its block collected the requests), and encode the arguments (refusing
-        what JSON cannot carry, before anything is inserted)."""
+    def of(cls, requests: Sequence[JobRequest]) -> NewJobs:
+        """Mint the ids (together: one lock, one read of random bytes) and encode the arguments
+        (refusing what JSON cannot carry, before anything is inserted)."""
         return cls(
             requests,
-            _ids(requests) if ids is None else list(ids),
+            _ids(requests),
             [
                 encode_arguments(r.args, r.kwargs, r.headers)
                 if r.args or r.kwargs or r.headers
                 else NO_ARGUMENTS
                 for r in requests
             ],
+        )
+
+    @classmethod
+    def joined(cls, parts: Sequence[NewJobs]) -> NewJobs:
+        """One batch of the jobs of ``parts``, in their order (a batch's block collects its
+        jobs enqueue by enqueue, and inserts them at its exit as encoded then)."""
+        return cls(
+            [r for part in parts for r in part.requests],
+            [i for part in parts for i in part.ids],
+            [a for part in parts for a in part.arguments],
+        )
+
+    def take(self, indexes: Sequence[int]) -> NewJobs:
+        """The jobs at ``indexes``, in that order."""
+        return NewJobs(
+            [self.requests[i] for i in indexes],
+            [self.ids[i] for i in indexes],
+            [self.arguments[i] for i in indexes],
         )
 
     def __len__(self) -> int:
@@ -264,14 +281,15 @@ def insert(
     requests: Sequence[JobRequest],
     reader: JobReader,
     conn: Any = None,
-    ids: Sequence[uuid.UUID] | None = None,
+    encoded: NewJobs | None = None,
 ) -> EnqueuedJobs:
-    """Insert jobs for ``requests`` (with these ``ids``, or new ones) and wake each of their
-    queues once; on ``conn`` (the caller's) if given. Returns the jobs' handles."""
-    if conn is None and ids is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
+    """Insert jobs for ``requests`` and wake each of their queues once; on ``conn`` (the
+    caller's) if given. Returns the jobs' handles. ``encoded``: the requests already given ids
+    and encoded (a batch's, collected in its block)."""
+    if conn is None and encoded is None and db.pipelines and 1 < len(requests) < COPY_THRESHOLD:
         return _insert_pipelined(db, requests, reader)
     limit = db.settings.max_payload_bytes
-    jobs = NewJobs.of(requests, ids)
+    jobs = NewJobs.of(requests) if encoded is None else encoded
     if len(jobs) == 1:
         db.run("jobs_insert_one", insert_one_params(jobs, limit), conn=conn)
     elif len(jobs) < COPY_THRESHOLD:
@@ -310,11 +328,15 @@ def _copy(db: Database, jobs: NewJobs, conn: Any) -> None:
 
 
 async def ainsert(
-    db: Database, requests: Sequence[JobRequest], reader: JobReader, conn: Any
+    db: Database,
+    requests: Sequence[JobRequest],
+    reader: JobReader,
+    conn: Any,
+    encoded: NewJobs | None = None,
 ) -> EnqueuedJobs:
     """:func:`insert` on the caller's async connection."""
     limit = db.settings.max_payload_bytes
-    jobs = NewJobs.of(requests)
+    jobs = NewJobs.of(requests) if encoded is None else encoded
     if len(jobs) == 1:
         await db.aexecute("jobs_insert_one", insert_one_params(jobs, limit), conn)
     elif len(jobs) < COPY_THRESHOLD:
