@@ -4,6 +4,7 @@ authorize), against the suite's real Postgres."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from collections.abc import Iterator
@@ -272,6 +273,32 @@ def test_bulk_actions_on_selected_jobs_and_on_all_matching_with_the_confirmed_co
     _post(client, "/jobs/bulk", {**base, "confirmed": "3"})
     assert app.jobs(status="discarded") == []
     assert "retried 1 job" in client.get("/").text
+
+
+def test_a_bulk_action_skips_jobs_that_changed_and_stops_at_a_database_error(
+    app: GoodJob, client: TestClient, database_url: str
+) -> None:
+    boom = app.tasks["boom"]
+    failed = [job.id for job in app.enqueue_all(boom.prepare(f"s{n}") for n in range(2))]
+    app.perform_inline(failed)
+    queued = app.tasks["work"].enqueue(1).id  # nothing to retry: skipped
+    selected = {"action": "retry", "scope": "selected", "ids": [failed[0], queued]}
+    _post(client, "/jobs/bulk", selected)
+    notice = client.get("/").text
+    assert "retried 1 job; 1 skipped (their state had changed)" in notice
+    # A database error is not a job that changed: the action stops and says so.
+    token = _token(client)
+    sql(database_url, "ALTER TABLE goodjob_jobs RENAME TO goodjob_jobs_away")
+    try:
+        fields = {"csrf_token": token, "action": "retry", "scope": "selected"}
+        client.post("/jobs/bulk", data={**fields, "ids": [failed[1]]}, follow_redirects=False)
+    finally:
+        sql(database_url, "ALTER TABLE goodjob_jobs_away RENAME TO goodjob_jobs")
+    notice = html.unescape(client.get("/").text)
+    assert "error: retried 0 of 1 jobs, then: " in notice
+    assert "goodjob's tables are missing or out of date" in notice
+    assert "skipped" not in notice
+    assert app.job(failed[1]).status == "discarded"
 
 
 def test_pauses_cron_batches_and_errors_actions(app: GoodJob, client: TestClient) -> None:

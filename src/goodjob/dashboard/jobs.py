@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from goodjob.dashboard import present
 from goodjob.dashboard.security import Refused
+from goodjob.errors import DatabaseError, JobNotFound, JobStateError
 from goodjob.records import dashboard as records
 from goodjob.records.jobs import STATUSES
 
@@ -75,14 +76,19 @@ def _act(gj: GoodJob, action: str, job_id: uuid.UUID) -> None:
 
 
 def _act_on_many(gj: GoodJob, action: str, ids: list[uuid.UUID]) -> str:
-    """Act on each job; what happened, in one line (jobs that changed meanwhile are skipped)."""
+    """Act on each job; what happened, in one line. Jobs whose state changed meanwhile (or that
+    are gone) are skipped and counted; a database error ends the action, saying how far it got
+    (each job's action is its own transaction: those done stay done)."""
     done, skipped = 0, 0
     for job_id in ids:
         try:
             _act(gj, action, job_id)
-            done += 1
-        except Exception:  # the job changed state meanwhile: one line counts them
+        except (JobStateError, JobNotFound):
             skipped += 1
+            continue
+        except DatabaseError as exc:
+            raise DatabaseError(f"{PAST[action]} {done} of {len(ids)} jobs, then: {exc}") from exc
+        done += 1
     notice = f"{PAST[action]} {done} job{'s' if done != 1 else ''}"
     return notice + (f"; {skipped} skipped (their state had changed)" if skipped else "")
 
