@@ -267,18 +267,13 @@ collecting: contextvars.ContextVar[NewBatch | None] = contextvars.ContextVar(
 )
 
 
-def _insert_jobs(
-    db: Database,
-    requests: Sequence[JobRequest],
-    reader: JobReader,
-    tx: Any,
-    encoded: enqueue.NewJobs | None = None,
-) -> Sequence[Job]:
+def _insert_jobs(db: Database, jobs: enqueue.NewJobs, reader: JobReader, tx: Any) -> Sequence[Job]:
+    requests = jobs.requests
     if not requests:
         return []
     if concurrency.keyed(requests):
-        return concurrency.insert(db, requests, reader, tx, encoded)
-    return enqueue.insert(db, requests, reader, tx, encoded)
+        return concurrency.insert(db, requests, reader, tx, jobs)
+    return enqueue.insert(db, requests, reader, tx, jobs)
 
 
 def create(
@@ -292,7 +287,7 @@ def create(
     (the caller's, on ``conn``); a batch without jobs finishes at once."""
     with settling(db, (), conn) as tx:
         db.run("batch_insert", spec.params(), conn=tx)
-        handles = _insert_jobs(db, jobs.requests, reader, tx, jobs)
+        handles = _insert_jobs(db, jobs, reader, tx)
         settle(db, [spec.id], tx)  # a new row: nobody else can see it, so no lock is needed
     return handles
 
@@ -305,8 +300,9 @@ def add(
     conn: Any = None,
 ) -> Sequence[Job]:
     """Insert jobs into an existing batch, reopening it if it had finished."""
+    jobs = enqueue.NewJobs.of(requests)  # a bad argument fails before the batch is locked
     with settling(db, [batch_id], conn, must_exist=True) as tx:
-        return _insert_jobs(db, requests, reader, tx)
+        return _insert_jobs(db, jobs, reader, tx)
 
 
 def retry(db: Database, batch_id: uuid.UUID) -> int:
